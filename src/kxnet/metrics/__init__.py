@@ -1,0 +1,26 @@
+"""Metrics: the benchmark protocol's Y-channel PSNR/SSIM (KXNET.md §6), kernel accuracy and
+the ground-truth-free LR-consistency score."""
+
+from .image import (
+    ImageMetrics,
+    crop_border,
+    image_metrics,
+    lr_consistency_psnr,
+    psnr,
+    rgb_to_y,
+    ssim,
+)
+from .kernel import kernel_mae, kernel_psnr, match_kernel_size
+
+__all__ = [
+    "ImageMetrics",
+    "crop_border",
+    "image_metrics",
+    "kernel_mae",
+    "kernel_psnr",
+    "lr_consistency_psnr",
+    "match_kernel_size",
+    "psnr",
+    "rgb_to_y",
+    "ssim",
+]
