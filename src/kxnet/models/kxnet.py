@@ -1,0 +1,283 @@
+"""KXNet (Fu et al., ECCV 2022) as the official release computes it (KXNET.md §3).
+
+A pure architecture: no losses, optimisers or devices. Parameter names are the release's
+(§4), so its state dicts load with ``strict=True`` and no renaming. Every operator comes from
+:mod:`kxnet.physics`; this module only wires them into the unrolled K-step / X-step stages.
+
+Two modes share the weights and differ only in the X-step's back-projection:
+
+* ``"official"`` — the release bit for bit: the zero-padded transposed convolution
+  :func:`~kxnet.physics.back_project`, which is *not* the adjoint of the reflect-padded
+  forward operator (Deviation 6). Use it with the published weights.
+* ``"exact"`` — the true adjoint :func:`~kxnet.physics.blur_downsample_adjoint`, so the
+  X-step sees the real gradient of the data term; the two differ within ``p//2 + 1`` HR
+  pixels of the border.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..kernels import SCALES, SETTINGS, auxiliary_bank, initial_kernel, kernel_size
+from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
+from .registry import register_model
+
+__all__ = [
+    "MODES",
+    "KXNetConfig",
+    "KXNetOutput",
+    "KXNet",
+    "kernel_step_gradient",
+    "image_step_gradient",
+    "kxnet",
+    "kxnet_x2",
+    "kxnet_x3",
+    "kxnet_x4",
+]
+
+# The adjoint the X-step back-projects the residual with, per mode; both take (E, K, s, HR size).
+_ADJOINTS = {"official": back_project, "exact": blur_downsample_adjoint}
+MODES = tuple(_ADJOINTS)
+
+_NORMALISER_EPS = 1e-10     # release: G / (Dᵀ1 + 1e−10)
+_PROJECTION_EPS = 1e-5      # release: ReLU(K + 1e−5) / Σ
+_GAMMA_DIVISOR = 10         # release: K − γ/10 · G_K
+_RESIDUAL_SCALE = 0.1       # prox nets: z + 0.1·RB(z)
+
+
+def _bank_scales(setting: int) -> dict[int, int]:
+    """Kernel size → a scale whose auxiliary bank has that size (the bank depends on p only)."""
+    return {kernel_size(setting, s): s for s in SCALES}
+
+
+@dataclass
+class KXNetConfig:
+    """Everything that shapes a KXNet; JSON-serialisable via :meth:`to_dict`.
+
+    ``kernel_size`` defaults to the setting's (§2.3–2.4). Another size is accepted when the
+    setting has an auxiliary bank of that size at some scale (setting 2: 11, 15, 21), because
+    the bank formulas depend on the size only. ``aux_k_channels`` other than 24 (the bank's
+    length) is an extension: the channels cycle through the bank.
+    """
+
+    scale: int = 4
+    setting: int = 2
+    kernel_size: int | None = None
+    stages: int = 19
+    aux_x_channels: int = 32
+    aux_k_channels: int = 24
+    mode: str = "official"
+
+    def __post_init__(self) -> None:
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.scale not in SCALES:
+            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        if self.kernel_size is None:
+            self.kernel_size = kernel_size(self.setting, self.scale)
+        sizes = _bank_scales(self.setting)
+        if self.kernel_size not in sizes:
+            raise ValueError(f"setting {self.setting} has auxiliary banks of sizes {sorted(sizes)}, "
+                             f"not {self.kernel_size}")
+        for name in ("stages", "aux_x_channels", "aux_k_channels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+
+    @property
+    def image_channels(self) -> int:
+        """C_x: PU(X) and PU(Ĝ) (3s² each), Y (3) and the auxiliary channels (§3.3)."""
+        return 6 * self.scale ** 2 + 3 + self.aux_x_channels
+
+    @property
+    def kernel_channels(self) -> int:
+        """The kernel three times plus its auxiliary channels (§3.3)."""
+        return 3 + self.aux_k_channels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KXNetConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown KXNetConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+class KXNetOutput(NamedTuple):
+    """``sr`` = X^T (B×3×sh×sw, unclamped), ``kernel`` = K^T (B×p×p, None for non-learned
+    baselines); the per-stage lists hold X¹…X^T and K¹…K^T (empty for baselines)."""
+
+    sr: torch.Tensor
+    kernel: torch.Tensor | None
+    stage_images: list[torch.Tensor]
+    stage_kernels: list[torch.Tensor]
+
+
+def kernel_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, scale: int) -> torch.Tensor:
+    """The K-step's data gradient (§3.3 K-net 1–2): ∇_K ½‖D_K X − Y‖² divided by 3hw.
+
+    The release's 1/(3hw) makes the step size independent of the image size.
+    """
+    residual = blur_downsample(x, kernel, scale) - y
+    return (1.0 / residual[0].numel()) * kernel_gradient(x, residual, scale, kernel.shape[-1])
+
+
+def image_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, scale: int,
+                        mode: str = "official") -> torch.Tensor:
+    """Ĝ = Dᵀ(D_K X − Y) / (Dᵀ1 + 1e−10) (§3.3 X-net 1–3, paper Eq. 11), Dᵀ per ``mode``.
+
+    Dividing by Dᵀ1 evens out how often strided kernels cover each HR pixel; in official
+    mode Dᵀ1 is :func:`~kxnet.physics.back_project_normaliser`.
+    """
+    adjoint = _ADJOINTS[mode]
+    hr_hw = (x.shape[-2], x.shape[-1])
+    e = blur_downsample(x, kernel, scale) - y
+    return adjoint(e, kernel, scale, hr_hw) / (adjoint(torch.ones_like(e), kernel, scale, hr_hw) + _NORMALISER_EPS)
+
+
+def _conv3x3(channels: int) -> nn.Conv2d:
+    return nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+
+class _ProxNet(nn.Module):
+    """A learned proximal operator (§3.4): four scaled residual blocks and a final skip from
+    the *input*; C → C channels. Submodules are named ``{prefix}1…5`` as in the release."""
+
+    def __init__(self, channels: int, prefix: str):
+        super().__init__()
+        self._names = [f"{prefix}{i}" for i in range(1, 6)]
+        for name in self._names[:-1]:
+            self.add_module(name, nn.Sequential(_conv3x3(channels), nn.ReLU(inplace=True), _conv3x3(channels)))
+        self.add_module(self._names[-1], nn.Sequential(_conv3x3(channels)))
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        z = u
+        for name in self._names[:-1]:
+            z = F.relu(z + _RESIDUAL_SCALE * self._modules[name](z))
+        return F.relu(u + _RESIDUAL_SCALE * self._modules[self._names[-1]](z))
+
+
+class _KernelStage(nn.Module):
+    """K-net of one stage (§3.3): gradient step, prox, projection onto {K > 0, ΣK = 1}."""
+
+    def __init__(self, config: KXNetConfig):
+        super().__init__()
+        self.scale = config.scale
+        self.K_ProNet = _ProxNet(config.kernel_channels, "resk")
+
+    def forward(self, x, y, kernel, aux, gamma):
+        k = kernel - gamma / _GAMMA_DIVISOR * kernel_step_gradient(x, y, kernel, self.scale)
+        z = self.K_ProNet(torch.cat([k.unsqueeze(1).expand(-1, 3, -1, -1), aux], dim=1))
+        k = F.relu(z[:, :3].mean(dim=1) + _PROJECTION_EPS)
+        return k / k.sum(dim=(-2, -1), keepdim=True), z[:, 3:]
+
+
+class _ImageStage(nn.Module):
+    """X-net of one stage (§3.3): the prox net sees X and Ĝ space-to-depth at LR resolution
+    (there is no explicit gradient step; ``eta_stage`` is unused, as in the release)."""
+
+    def __init__(self, config: KXNetConfig):
+        super().__init__()
+        self.scale = config.scale
+        self.mode = config.mode
+        self.X_ProNet = _ProxNet(config.image_channels, "resx")
+
+    def forward(self, x, y, kernel, aux):
+        s = self.scale
+        g = image_step_gradient(x, y, kernel, s, self.mode)
+        v = self.X_ProNet(torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux], dim=1))
+        # channels 3s² … 6s²+2 (where Ĝ and Y went in) are dropped, as in the release
+        return F.pixel_shuffle(v[:, : 3 * s * s], s), v[:, 6 * s * s + 3:]
+
+
+class KXNet(nn.Module):
+    """The unrolled kernel/image estimation network; ``forward(Y)`` → :class:`KXNetOutput`."""
+
+    def __init__(self, config: KXNetConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        # Registration order and names follow the release so state dicts list alike.
+        self.X_stage = nn.ModuleList(_ImageStage(c) for _ in range(c.stages))
+        self.K_stage = nn.ModuleList(_KernelStage(c) for _ in range(c.stages))
+        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        self.AV_X_ker = nn.Parameter(laplacian.repeat(c.aux_x_channels, 3, 1, 1))
+        bank = auxiliary_bank(c.setting, _bank_scales(c.setting)[c.kernel_size])
+        bank = bank[torch.arange(c.aux_k_channels) % bank.shape[0]]
+        # Frozen copy of the initial bank: never used, kept because the release saves it (§3.5)
+        # and so that parameter counts and state-dict keys match the published model.
+        self.kernel_map0 = nn.Parameter(bank.clone(), requires_grad=False)
+        self.kernel_map = nn.Parameter(bank.clone())
+        self.gamma_stage = nn.Parameter(torch.ones(c.stages, 1))
+        self.eta_stage = nn.Parameter(torch.ones(c.stages, 1))  # unused by the release's forward
+        # K⁰ is a function of p only; a non-persistent buffer follows .to()/.double() and
+        # stays out of the state dict (the release builds it per call).
+        self.register_buffer("initial_kernel", initial_kernel(c.kernel_size), persistent=False)
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    def forward(self, y: torch.Tensor, kernel: torch.Tensor | None = None) -> KXNetOutput:
+        """Super-resolve ``y`` (B×3×h×w, values in [0, 1]).
+
+        ``kernel`` (B×p×p or p×p, any odd p) makes the model non-blind: the K-nets are skipped
+        and this kernel is used, as given, by every stage's X-step (and reported as every
+        stage's kernel). The release has no such mode (KXNET.md open question 5); replacing
+        every K^t, not only the last, is what "the kernel is known" means for the unrolled
+        X-steps, and it saves the K-nets' cost.
+        """
+        c = self.config
+        if y.dim() != 4 or y.shape[1] != 3:
+            raise ValueError(f"expected a B×3×h×w image batch, got shape {tuple(y.shape)}")
+        b, _, h, w = y.shape
+        p = c.kernel_size if kernel is None else kernel.shape[-1]
+        if c.scale * min(h, w) <= p // 2:
+            raise ValueError(f"LR image {h}×{w} is too small for {p}×{p} kernels at ×{c.scale}")
+
+        x = bicubic_upsample(y, c.scale)
+        aux_x = F.conv2d(y, self.AV_X_ker, padding=1)
+        if kernel is None:
+            k = self.initial_kernel.expand(b, -1, -1)
+            aux_k = self.kernel_map.unsqueeze(0).expand(b, -1, -1, -1)
+        else:
+            k = kernel.to(device=y.device, dtype=y.dtype)
+            k = k.expand(b, -1, -1) if k.dim() == 2 else k
+
+        images, kernels = [], []
+        for t in range(c.stages):
+            if kernel is None:
+                k, aux_k = self.K_stage[t](x, y, k, aux_k, self.gamma_stage[t])
+            x, aux_x = self.X_stage[t](x, y, k, aux_x)
+            images.append(x)
+            kernels.append(k)
+        return KXNetOutput(x, k, images, kernels)
+
+
+@register_model
+def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "official", **config) -> KXNet:
+    """KXNet at any scale and setting; ``config`` takes the other :class:`KXNetConfig` fields."""
+    return KXNet(KXNetConfig(scale=scale, setting=setting, stages=stages, mode=mode, **config))
+
+
+@register_model
+def kxnet_x2(**overrides) -> KXNet:
+    return kxnet(scale=2, **overrides)
+
+
+@register_model
+def kxnet_x3(**overrides) -> KXNet:
+    return kxnet(scale=3, **overrides)
+
+
+@register_model
+def kxnet_x4(**overrides) -> KXNet:
+    return kxnet(scale=4, **overrides)

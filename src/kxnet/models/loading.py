@@ -1,0 +1,258 @@
+"""Reading and writing KXNet weights.
+
+Our format is a safetensors file whose metadata carries ``format = "kxnet"`` and the
+:class:`KXNetConfig` as JSON. The authors' ``.pth`` state dicts (KXNET.md §4) load too: their
+hyper-parameters are inferred from tensor shapes, not from the file name, so a file that is
+not a KXNet — or is the wrong scale — fails with one clear :class:`ModelLoadError` instead of
+producing garbage later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from ..io import atomic_path
+from ..kernels import kernel_size
+from .kxnet import KXNet, KXNetConfig
+from .registry import create_model, is_model
+
+__all__ = ["ModelLoadError", "save_model", "load_model", "convert_checkpoint", "resolve_method", "resolve_weights"]
+
+FORMAT = "kxnet"
+_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
+_CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors"}
+# Keys a training framework may nest the state dict under (the release itself never nests).
+_NESTING_KEYS = ("state_dict", "params", "model")
+# Tensors older or hand-made checkpoints may lack; both are unused in forward, so the
+# freshly initialised values are exact (kernel_map0 is the initial bank by definition).
+_OPTIONAL_KEYS = {"kernel_map0", "eta_stage"}
+
+
+class ModelLoadError(ValueError):
+    """A file or name that cannot be turned into a KXNet; the message names it and says why."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+# ---------------------------------------------------------------------------------- saving
+
+def save_model(model: KXNet, path: str | os.PathLike, fp16: bool = False,
+               extra_metadata: dict | None = None) -> Path:
+    """Write ``model`` as a safetensors file, atomically (a crash never leaves half a file).
+
+    ``fp16`` halves the file by storing floating tensors as float16; :func:`load_model`
+    upcasts them to float32. ``extra_metadata`` values that are not strings are stored as JSON.
+    """
+    if not isinstance(model, KXNet):
+        raise TypeError(f"save_model writes KXNet models, got {type(model).__name__}")
+    path = Path(path)
+    tensors = {}
+    for key, t in model.state_dict().items():
+        t = t.detach().to("cpu")
+        tensors[key] = (t.half() if fp16 and t.is_floating_point() else t).contiguous()
+    metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()}
+    metadata.update(format=FORMAT, config=json.dumps(model.config.to_dict()))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+# --------------------------------------------------------------------------------- reading
+
+def resolve_weights(name: str) -> Path:
+    """The file of a shipped weights entry, from ``kxnet/weights/manifest.json``.
+
+    The manifest maps names (``"kxnet_x4.setting2"``) to entries ``{"file": <path relative to
+    the manifest>, "sha256": <hex, optional>, …}``; other fields (recipe, scores) are
+    descriptive. A listed SHA-256 is checked, so a corrupted download fails here.
+    """
+    manifest = json.loads(_MANIFEST.read_text()) if _MANIFEST.is_file() else {}
+    if name not in manifest:
+        known = ", ".join(sorted(manifest)) or "none (no weights are installed)"
+        raise ModelLoadError(f"unknown model name {name!r}; known: {known}")
+    entry = manifest[name]
+    path = _MANIFEST.parent / entry["file"]
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: weights of {name!r} are listed in the manifest but not installed")
+    if "sha256" in entry:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {entry['sha256']}")
+    return path
+
+
+def _locate(path_or_name: str | os.PathLike) -> Path:
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise ModelLoadError(f"{path}: not a file")
+    looks_like_name = isinstance(path_or_name, str) and os.sep not in path_or_name \
+        and path.suffix not in _CHECKPOINT_SUFFIXES
+    if looks_like_name:
+        return resolve_weights(path_or_name)
+    raise ModelLoadError(f"{path}: no such file")
+
+
+def _read_safetensors(path: Path) -> tuple[dict, KXNetConfig | None]:
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise ModelLoadError(f"{path}: unreadable safetensors file ({_one_line(e)})") from e
+    if metadata.get("format") != FORMAT:
+        return state, None  # e.g. a converted official state dict: infer like a .pth
+    try:
+        return state, KXNetConfig.from_dict(json.loads(metadata["config"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{path}: invalid KXNet config in the metadata ({_one_line(e)})") from e
+
+
+def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
+    """The flat state dict inside a flat, nested or ``module.``-prefixed checkpoint."""
+    for _ in range(4):
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        if not isinstance(obj, dict):
+            raise ModelLoadError(f"{path}: holds a {type(obj).__name__}, not a state dict")
+        key = next((k for k in _NESTING_KEYS if isinstance(obj.get(k), dict)), None)
+        if key is None and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
+            key = next(iter(obj))
+        if key is None:
+            raise ModelLoadError(f"{path}: not a state dict (keys: {_few(sorted(map(str, obj)))})")
+        obj = obj[key]
+    else:
+        raise ModelLoadError(f"{path}: no state dict found in the nesting")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _read_torch(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load surfaces corrupt input as many unrelated exception types
+        raise ModelLoadError(f"{path}: not a KXNet checkpoint ({_one_line(e)})") from e
+    return _unwrap(obj, path)
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], KXNetConfig | None]:
+    """Dispatch on content: a safetensors file starts with an 8-byte header length and ``{``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read ({_one_line(e)})") from e
+    if not head:
+        raise ModelLoadError(f"{path}: empty file")
+    if head[8:9] == b"{":
+        return _read_safetensors(path)
+    return _read_torch(path), None
+
+
+def _infer_config(state: dict[str, torch.Tensor], path: Path) -> KXNetConfig:
+    """Hyper-parameters from shapes (KXNET.md §4).
+
+    The setting is not stored: at ×2/×3 it follows from p (21 ⇒ setting 1); at ×4 both
+    settings use 21×21 kernels and identical shapes, so setting 2 is assumed. The setting
+    only chooses the initial bank, which the checkpoint's ``kernel_map`` overrides.
+    """
+    first_conv = "X_stage.0.X_ProNet.resx1.0.weight"
+    missing = [k for k in ("kernel_map", "AV_X_ker", first_conv) if k not in state]
+    if missing:
+        raise ModelLoadError(f"{path}: not a KXNet state dict (missing {_few(missing)})")
+    p = state["kernel_map"].shape[-1]
+    aux_x = state["AV_X_ker"].shape[0]
+    stage_ids = {int(m.group(1)) for k in state if (m := re.match(r"X_stage\.(\d+)\.", k))}
+    stages = state["gamma_stage"].shape[0] if "gamma_stage" in state else len(stage_ids)
+    c_x = state[first_conv].shape[0]
+    s2 = (c_x - 3 - aux_x) / 6
+    scale = round(math.sqrt(s2)) if s2 > 0 else 0
+    if scale * scale != s2:
+        raise ModelLoadError(f"{path}: X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
+    try:
+        ambiguous = kernel_size(1, scale) == kernel_size(2, scale)
+        setting = 1 if p == kernel_size(1, scale) and not ambiguous else 2
+        return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
+                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0])
+    except ValueError as e:
+        raise ModelLoadError(f"{path}: unsupported KXNet shape ({e})") from e
+
+
+def _load_state(model: KXNet, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    unknown = sorted(set(state) - set(expected))
+    if unknown:
+        raise ModelLoadError(f"{path}: unexpected tensors for a {model.config.stages}-stage KXNet: {_few(unknown)}")
+    missing = sorted(set(expected) - set(state) - _OPTIONAL_KEYS)
+    if missing:
+        raise ModelLoadError(f"{path}: missing tensors {_few(missing)}")
+    for key, t in state.items():
+        if t.shape != expected[key].shape or not t.is_floating_point():
+            raise ModelLoadError(f"{path}: {key} is {t.dtype} {tuple(t.shape)}, "
+                                 f"expected floating {tuple(expected[key].shape)}")
+    model.load_state_dict(state, strict=False)  # copies upcast float16 files to float32
+
+
+def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
+               expected_scale: int | None = None) -> KXNet:
+    """A KXNet in eval mode from our safetensors, an official ``.pth``, or a shipped name.
+
+    ``expected_scale`` turns a checkpoint of another scale into an error rather than a
+    model that would silently super-resolve by the wrong factor.
+    """
+    path = _locate(path_or_name)
+    state, config = _read(path)
+    if config is None:
+        config = _infer_config(state, path)
+    if expected_scale is not None and config.scale != expected_scale:
+        raise ModelLoadError(f"{path}: a ×{config.scale} model, but ×{expected_scale} was asked for")
+    model = KXNet(config)
+    _load_state(model, state, path)
+    return model.to(device).eval()
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False) -> KXNetConfig:
+    """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config."""
+    model = load_model(src)
+    save_model(model, dst, fp16=fp16, extra_metadata={"source": Path(src).name})
+    return model.config
+
+
+def resolve_method(method: str, scale: int, device: str | torch.device = "cpu") -> nn.Module:
+    """The model a ``--method`` argument names, ready to run at ``scale``.
+
+    A registered model without parameters (``bicubic``) is built at ``scale``; anything else
+    is loaded with :func:`load_model` (a weights file or a shipped name) and must be ×``scale``.
+    A registered architecture with parameters would run untrained, so it is refused.
+    """
+    if is_model(method):
+        try:
+            model = create_model(method, scale=scale)
+        except TypeError:  # fixed-scale variants (kxnet_x4) take no scale: trainable anyway
+            model = None
+        if model is None or any(True for _ in model.parameters()):
+            raise ModelLoadError(f"{method!r} is an architecture without trained weights; "
+                                 "give a weights file or a shipped model name")
+        return model.to(device).eval()
+    return load_model(method, device=device, expected_scale=scale)

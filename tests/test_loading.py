@@ -1,0 +1,159 @@
+"""Weights in and out: our safetensors, the authors' .pth layouts (KXNET.md §4), clear failures."""
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from kxnet.models import KXNetConfig, ModelLoadError, convert_checkpoint, create_model, load_model, save_model
+from kxnet.models import loading
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A ×2 setting-1 (p = 21) model with every tensor randomised, so nothing matches by luck."""
+    torch.manual_seed(0)
+    m = create_model("kxnet", scale=2, setting=1, stages=2).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return m
+
+
+@pytest.fixture(scope="module")
+def lr():
+    return torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(1))
+
+
+def _same_outputs(a, b, y, **tol):
+    with torch.no_grad():
+        oa, ob = a(y), b(y)
+    torch.testing.assert_close(ob.sr, oa.sr, **(tol or dict(rtol=0, atol=0)))
+    torch.testing.assert_close(ob.kernel, oa.kernel, **(tol or dict(rtol=0, atol=0)))
+
+
+def test_save_load_round_trip(model, lr, tmp_path):
+    path = save_model(model, tmp_path / "m.safetensors", extra_metadata={"recipe": {"iters": 10}})
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp file left behind
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert meta["format"] == "kxnet" and json.loads(meta["recipe"]) == {"iters": 10}
+    assert KXNetConfig.from_dict(json.loads(meta["config"])) == model.config
+    loaded = load_model(path)
+    assert not loaded.training and loaded.config == model.config
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    _same_outputs(model, loaded, lr)
+
+
+def test_fp16_round_trip(model, lr, tmp_path):
+    path = save_model(model, tmp_path / "half.safetensors", fp16=True)
+    with safe_open(str(path), "pt") as f:
+        assert f.get_tensor("kernel_map").dtype == torch.float16
+    loaded = load_model(path)
+    assert loaded.kernel_map.dtype == torch.float32
+    _same_outputs(model, loaded, lr, rtol=0, atol=2e-2)
+
+
+def _official_layouts(state):
+    yield "flat", dict(state)
+    yield "module", {f"module.{k}": v for k, v in state.items()}
+    yield "nested", {"state_dict": dict(state), "iter": 5}
+    yield "single-key", {"net_g": dict(state)}
+
+
+def test_official_state_dicts_load_by_content(model, lr, tmp_path):
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for name, obj in _official_layouts(state):
+        path = tmp_path / f"KXNet_{name}.pth"
+        torch.save(obj, path)
+        loaded = load_model(path, expected_scale=2)
+        cfg = loaded.config
+        assert (cfg.scale, cfg.kernel_size, cfg.stages, cfg.setting, cfg.mode) == (2, 21, 2, 1, "official"), name
+        _same_outputs(model, loaded, lr)
+
+
+def test_missing_optional_tensors_are_filled(model, lr, tmp_path):
+    state = {k: v for k, v in model.state_dict().items() if k not in ("kernel_map0", "eta_stage")}
+    torch.save(state, tmp_path / "old.pth")
+    loaded = load_model(tmp_path / "old.pth")
+    assert torch.equal(loaded.eta_stage, torch.ones(2, 1))
+    assert torch.equal(loaded.kernel_map0, create_model("kxnet", scale=2, setting=1, stages=1).kernel_map0)
+    _same_outputs(model, loaded, lr)
+
+
+def test_setting_inference_at_x4(tmp_path):
+    torch.save(create_model("kxnet", scale=4, setting=1, stages=1).state_dict(), tmp_path / "x4.pth")
+    cfg = load_model(tmp_path / "x4.pth").config
+    assert (cfg.scale, cfg.kernel_size, cfg.setting) == (4, 21, 2)  # ambiguous at ×4: setting 2 by convention
+
+
+def test_convert_checkpoint(model, lr, tmp_path):
+    torch.save({"params": model.state_dict()}, tmp_path / "KXNet_setting1_x2.pth")
+    cfg = convert_checkpoint(tmp_path / "KXNet_setting1_x2.pth", tmp_path / "converted.safetensors")
+    assert cfg == model.config
+    with safe_open(str(tmp_path / "converted.safetensors"), "pt") as f:
+        assert f.metadata()["source"] == "KXNet_setting1_x2.pth"
+    _same_outputs(model, load_model(tmp_path / "converted.safetensors"), lr)
+
+
+def _error(path_or_name, **kw):
+    with pytest.raises(ModelLoadError) as info:
+        load_model(path_or_name, **kw)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_clear_errors(model, tmp_path):
+    state = model.state_dict()
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"this is not a checkpoint at all")
+    assert str(garbage) in _error(garbage)
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    assert "empty.safetensors" in _error(tmp_path / "empty.safetensors")
+    (tmp_path / "fake.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{broken")
+    assert "fake.safetensors" in _error(tmp_path / "fake.safetensors")
+
+    torch.save(state, tmp_path / "x2.pth")
+    assert "×2 model, but ×4" in _error(tmp_path / "x2.pth", expected_scale=4)
+
+    torch.save({**state, "extra.weight": torch.zeros(3)}, tmp_path / "unknown.pth")
+    assert "extra.weight" in _error(tmp_path / "unknown.pth")
+    torch.save({k: v for k, v in state.items() if k != "gamma_stage"}, tmp_path / "missing.pth")
+    assert "missing tensors gamma_stage" in _error(tmp_path / "missing.pth")
+    torch.save({**state, "kernel_map0": torch.zeros(24, 11, 11)}, tmp_path / "shape.pth")
+    assert "kernel_map0" in _error(tmp_path / "shape.pth")
+    torch.save({"a": torch.zeros(2), "b": torch.zeros(3)}, tmp_path / "other.pth")
+    assert "not a KXNet state dict" in _error(tmp_path / "other.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    assert "list.pth" in _error(tmp_path / "list.pth")
+
+    assert "no such file" in _error(tmp_path / "absent.pth")
+    assert "not a file" in _error(tmp_path)
+
+
+def test_unknown_names_and_manifest(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(loading, "_MANIFEST", tmp_path / "manifest.json")
+    assert "unknown model name 'kxnet_x2.setting1'; known: none" in _error("kxnet_x2.setting1")
+    save_model(model, tmp_path / "w.safetensors")
+    (tmp_path / "manifest.json").write_text(json.dumps({
+        "kxnet_x2.setting1": {"file": "w.safetensors"},
+        "kxnet_x2.bad": {"file": "w.safetensors", "sha256": "0" * 64},
+    }))
+    assert load_model("kxnet_x2.setting1").config == model.config
+    assert "SHA-256" in _error("kxnet_x2.bad")
+    assert "known: kxnet_x2.bad, kxnet_x2.setting1" in _error("kxnet_x9")
+
+
+def test_resolve_method(model, tmp_path):
+    from kxnet.models import Bicubic, resolve_method
+
+    assert isinstance(resolve_method("bicubic", scale=3), Bicubic) and resolve_method("bicubic", 3).scale == 3
+    for untrained in ("kxnet", "kxnet_x2"):
+        with pytest.raises(ModelLoadError, match="without trained weights"):
+            resolve_method(untrained, scale=2)
+    save_model(model, tmp_path / "m.safetensors")
+    assert resolve_method(str(tmp_path / "m.safetensors"), scale=2).config == model.config
+    with pytest.raises(ModelLoadError, match="×3 was asked"):
+        resolve_method(str(tmp_path / "m.safetensors"), scale=3)
