@@ -1,0 +1,61 @@
+"""The ``kxnet`` command: a thin argument layer over the library.
+
+Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args)``;
+this file only wires them up and turns the library's errors into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = ["sr", "synth", "eval", "train", "convert", "models", "export", "benchmark"]
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="kxnet", description="Blind super-resolution with KXNet: "
+                                     "estimates the blur kernel and the sharp image from one photo.")
+    parser.add_argument("--version", action="version", version=f"kxnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"kxnet.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"kxnet.cli.{name}":
+                continue
+            raise
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from ..io import ImageError
+
+    errors: list[type[BaseException]] = [UsageError, ImageError, FileNotFoundError, FileExistsError,
+                                         IsADirectoryError, NotADirectoryError, ValueError]
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args._run(args)
+    except KeyboardInterrupt:
+        print("kxnet: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        print(f"kxnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
