@@ -345,3 +345,13 @@ def test_list_images(tmp_path):
     assert list_images(tmp_path / "notes.txt") == [tmp_path / "notes.txt"]  # named explicitly
     with pytest.raises(ImageError, match="missing.png: file not found"):
         list_images([tmp_path / "b.png", tmp_path / "missing.png"])
+
+
+def test_write_plain_grey_array(tmp_path):
+    from kxnet.io import read_image, write_image
+
+    grey = (np.arange(12 * 10) % 256).astype(np.uint8).reshape(12, 10)
+    write_image(tmp_path / "g.png", grey)
+    back = read_image(tmp_path / "g.png")
+    assert back.mode == "L"
+    np.testing.assert_array_equal(np.round(back.rgb[..., 0] * 255).astype(np.uint8), grey)

@@ -97,7 +97,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
         out = model(lr)
         sr_u8 = _uint8_image(out.sr[0])
         m = image_metrics(sr_u8, hr_u8, scale)
-        res = PairResult(pair["lr"], pair["hr"], pair["kernel_tag"], float(m["psnr"]), float(m["ssim"]))
+        res = PairResult(pair["lr"], pair["hr"], pair["kernel_tag"], m.psnr, m.ssim)
         if getattr(out, "kernel", None) is not None:
             k_est = out.kernel[0].float().cpu().numpy()
             k_gt = np.load(set_dir / pair["kernel"])
@@ -105,7 +105,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
             res.kernel_mae = float(kernel_mae(k_est, k_gt))
             res.lr_psnr = float(lr_consistency_psnr(lr_u8, sr_u8, k_est, scale))
         if per_stage and getattr(out, "stage_images", None):
-            res.stage_psnr = [float(image_metrics(_uint8_image(x[0]), hr_u8, scale)["psnr"]) for x in out.stage_images]
+            res.stage_psnr = [float(image_metrics(_uint8_image(x[0]), hr_u8, scale).psnr) for x in out.stage_images]
         results.append(res)
     return EvalResult(set_dir.name, method_name, manifest["setting"], scale, manifest["noise"], results)
 

@@ -335,7 +335,8 @@ def write_image(path: str | os.PathLike[str], image: Image | np.ndarray, *, mode
                 bit_depth: int | None = None, quality: int | None = None) -> Path:
     """Write an image atomically in the layout it was read in (or ``mode``/``bit_depth``).
 
-    ``image`` is an :class:`Image` or an H×W×3 RGB array (float in [0, 1], or uint8/uint16).
+    ``image`` is an :class:`Image`, an H×W×3 RGB array or an H×W greyscale array (float in
+    [0, 1], or uint8/uint16).
     The format follows the extension; see :func:`output_layout` for what each format keeps.
     ``quality`` applies to JPEG (default 95, 4:4:4 chroma — subsampling would discard the
     detail super-resolution restores) and WebP (default: lossless). Floats are clipped to
@@ -373,6 +374,8 @@ def _as_image(image: Image | np.ndarray) -> Image:
         arr = arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
     elif not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(f"expected a float, uint8 or uint16 image, got dtype {arr.dtype}")
+    if arr.ndim == 2:  # a single plane is a greyscale picture
+        return Image(rgb=np.repeat(arr[..., None], 3, axis=2), mode="L", bit_depth=bit_depth)
     return Image(rgb=arr, bit_depth=bit_depth)
 
 
