@@ -78,6 +78,11 @@ def save_model(model: KXNet, path: str | os.PathLike, fp16: bool = False,
 
 # --------------------------------------------------------------------------------- reading
 
+def shipped_models() -> dict[str, dict]:
+    """The shipped weights entries (name → manifest entry), empty when none are installed."""
+    return json.loads(_MANIFEST.read_text()) if _MANIFEST.is_file() else {}
+
+
 def resolve_weights(name: str) -> Path:
     """The file of a shipped weights entry, from ``kxnet/weights/manifest.json``.
 
@@ -85,7 +90,7 @@ def resolve_weights(name: str) -> Path:
     the manifest>, "sha256": <hex, optional>, …}``; other fields (recipe, scores) are
     descriptive. A listed SHA-256 is checked, so a corrupted download fails here.
     """
-    manifest = json.loads(_MANIFEST.read_text()) if _MANIFEST.is_file() else {}
+    manifest = shipped_models()
     if name not in manifest:
         known = ", ".join(sorted(manifest)) or "none (no weights are installed)"
         raise ModelLoadError(f"unknown model name {name!r}; known: {known}")

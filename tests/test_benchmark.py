@@ -1,0 +1,47 @@
+"""`kxnet benchmark` end to end on a tiny random model (numbers meaningless, plumbing real)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kxnet.cli import main
+from kxnet.inference.benchmark import markdown_table
+from kxnet.models import create_model, save_model
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "benchmarks"
+pytestmark = pytest.mark.skipif(not (DATA / "Set5").is_dir(), reason="shared benchmark data not available")
+
+
+def test_benchmark_writes_table_plots_and_json(tmp_path, capsys):
+    # a small crop of one Set5 image keeps this fast; the protocol is the same
+    from kxnet.io import read_image, write_image
+
+    data = tmp_path / "benchmarks"
+    (data / "Set5").mkdir(parents=True)
+    for name in ("bird.png", "woman.png"):
+        write_image(data / "Set5" / name, read_image(DATA / "Set5" / name).rgb[:64, :80])
+    weights = save_model(create_model("kxnet", scale=2, setting=2, stages=2), tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    code = main(["benchmark", "--models", str(weights), "--data", str(data), "--sets", "Set5",
+                 "--max-images", "Set5=1", "--noise", "0", "15", "--work", str(tmp_path / "work"),
+                 "--out", str(out), "--no-sweep"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads((out / "results.json").read_text())
+    cells = report["cells"]
+    assert [c["noise"] for c in cells] == [0.0, 15.0]
+    assert all(c["pairs"] == 8 and len(c["stage_psnr"]) == 2 for c in cells)
+    # a subset is never compared with the paper's full-set number
+    assert all(c["paper_kxnet"] is None for c in cells)
+    assert "Set5 (first 1)" in (out / "results.md").read_text()
+    assert (out / "stage_psnr.png").stat().st_size > 1000
+    assert "Set5 (first 1)" in captured.out
+
+
+def test_markdown_table_gap_columns():
+    from kxnet.inference.benchmark import Cell
+
+    c = Cell("m", "Set5", 2, 4, 0.0, 5, 40, 30.0, 0.85, 24.35, 0.7086, (30.99, 0.8815), (24.35, 0.7086))
+    row = markdown_table([c]).splitlines()[-1]
+    assert "+5.65" in row and "-0.99" in row and "30.99 / 0.8815" in row
