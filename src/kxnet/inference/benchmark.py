@@ -136,13 +136,20 @@ def _save_figure(fig, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def plot_stage_curves(curves: dict[str, list[float]], bicubic: dict[str, float], path: Path,
-                      title: str = "PSNR after each stage") -> None:
-    import matplotlib
-
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ValueError("the benchmark plots need matplotlib: pip install 'kxnet[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_stage_curves(curves: dict[str, list[float]], bicubic: dict[str, float], path: Path,
+                      title: str = "PSNR after each stage") -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, curve in curves.items():
         ax.plot(range(0, len(curve) + 1), [bicubic[label]] + list(curve), marker="o", label=label)
@@ -156,11 +163,7 @@ def plot_stage_curves(curves: dict[str, list[float]], bicubic: dict[str, float],
 
 
 def plot_kernel_width(sweeps: dict[str, dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, s in sweeps.items():
         line, = ax.plot(s["sigma"], s["model"], marker="o", label=label)
