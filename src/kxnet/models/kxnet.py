@@ -234,12 +234,22 @@ class KXNet(nn.Module):
         stage's kernel). The release has no such mode (KXNET.md open question 5); replacing
         every K^t, not only the last, is what "the kernel is known" means for the unrolled
         X-steps, and it saves the K-nets' cost.
+
+        ``kernel`` may also be a list or tuple of T kernels (one per stage, each B×p×p or
+        p×p): stage t's X-step then uses the t-th. Passing a blind run's ``stage_kernels``
+        reproduces that run exactly — how tiled inference shares one kernel estimate
+        across tiles (:mod:`kxnet.inference.upscaler`).
         """
         c = self.config
         if y.dim() != 4 or y.shape[1] != 3:
             raise ValueError(f"expected a B×3×h×w image batch, got shape {tuple(y.shape)}")
         b, _, h, w = y.shape
-        p = c.kernel_size if kernel is None else kernel.shape[-1]
+        per_stage = None
+        if isinstance(kernel, (list, tuple)):
+            if len(kernel) != c.stages:
+                raise ValueError(f"expected {c.stages} per-stage kernels, got {len(kernel)}")
+            per_stage = [self._as_kernel_batch(k, y) for k in kernel]
+        p = c.kernel_size if kernel is None else (per_stage or [kernel])[0].shape[-1]
         if c.scale * min(h, w) <= p // 2:
             raise ValueError(f"LR image {h}×{w} is too small for {p}×{p} kernels at ×{c.scale}")
 
@@ -248,18 +258,24 @@ class KXNet(nn.Module):
         if kernel is None:
             k = self.initial_kernel.expand(b, -1, -1)
             aux_k = self.kernel_map.unsqueeze(0).expand(b, -1, -1, -1)
-        else:
-            k = kernel.to(device=y.device, dtype=y.dtype)
-            k = k.expand(b, -1, -1) if k.dim() == 2 else k
+        elif per_stage is None:
+            k = self._as_kernel_batch(kernel, y)
 
         images, kernels = [], []
         for t in range(c.stages):
             if kernel is None:
                 k, aux_k = self.K_stage[t](x, y, k, aux_k, self.gamma_stage[t])
+            elif per_stage is not None:
+                k = per_stage[t]
             x, aux_x = self.X_stage[t](x, y, k, aux_x)
             images.append(x)
             kernels.append(k)
         return KXNetOutput(x, k, images, kernels)
+
+    @staticmethod
+    def _as_kernel_batch(kernel: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        k = kernel.to(device=y.device, dtype=y.dtype)
+        return k.expand(y.shape[0], -1, -1) if k.dim() == 2 else k
 
 
 @register_model

@@ -1,0 +1,232 @@
+"""``kxnet sr``: super-resolve photos (blind, or with a given kernel).
+
+A thin layer over :class:`kxnet.inference.upscaler.Upscaler` and :func:`kxnet.api.open_model`.
+
+Outputs go to ``OUTDIR/<stem>_x<s>.<format>`` (inputs found inside a folder argument keep their
+sub-folder below OUTDIR), with ``<stem>_x<s>.json`` beside each (model, sizes, tiling, device,
+time and the estimated kernel's Gaussian fit). Nothing is ever written onto an input. An
+existing output is **skipped** (reported, not an error, so an interrupted folder run resumes)
+unless ``--overwrite``. Exit codes: 0 all done (or skipped); 2 the single input, the model or
+the arguments are bad; 1 some of several inputs failed (the others are written).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+FORMATS = ("png", "jpg", "webp")
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "sr", help="super-resolve images (estimates the blur kernel)",
+        description="Super-resolve images with KXNet, estimating each photo's blur kernel (or using "
+                    "--kernel). Writes OUTDIR/<stem>_x<scale>.<format> and a JSON sidecar per image; "
+                    "existing outputs are skipped unless --overwrite. Large images are processed in "
+                    "blended tiles that share one kernel estimate (from the image's centre crop).",
+        epilog="exit status: 0 every image written or skipped; 1 some of several inputs failed (the rest "
+               "are written, failures listed at the end); 2 a bad single input, model, kernel or argument "
+               "(one line on stderr, nothing written).")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", default="results", metavar="OUTDIR",
+                   help="output folder (default: ./results)")
+    p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None,
+                   help="upscaling factor (default: the model's; ×4 for the bundled weights)")
+    p.add_argument("--model", default=None, metavar="NAME|PATH",
+                   help="shipped weights name (see `kxnet models`) or checkpoint file "
+                        "(default: kxnet_x<scale>.setting2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
+                   help="CUDA autocast precision (default fp32)")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="tile side in LR pixels (default 256; 0 = never tile)")
+    p.add_argument("--tile-overlap", type=int, default=None, metavar="N",
+                   help="minimum overlap of neighbouring tiles in LR pixels (default 32)")
+    p.add_argument("--kernel", default=None, metavar="FILE",
+                   help="non-blind: use this kernel (.npy, or an image normalised to sum 1) at every stage")
+    p.add_argument("--save-kernel", action="store_true",
+                   help="also write <stem>_x<s>_kernel.npy and a visible _kernel.png")
+    p.add_argument("--stages", action="store_true",
+                   help="also write <stem>_x<s>_stages.png (the estimate over the stages; for tiled "
+                        "images, of the kernel crop)")
+    p.add_argument("--format", choices=FORMATS, default="png",
+                   help="output format (default png: lossless, keeps alpha and 16 bits)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
+    return p
+
+
+def _expand(inputs: list[str]):
+    """``(found, failures)``: found are ``(file, sub-folder below OUTDIR)``, failures
+    ``(input, message)``; each input is expanded on its own so one typo fails alone."""
+    from ..io import ImageError, list_images
+
+    found, failures, seen = [], [], set()
+    for item in inputs:
+        try:
+            files = list_images([item])
+        except ImageError as e:
+            failures.append((item, str(e)))
+            continue
+        if not files:
+            failures.append((item, f"{item}: no images found"))
+        root = Path(item) if Path(item).is_dir() else None
+        for f in files:
+            if f.resolve() not in seen:  # a file named twice (directly and in its folder) runs once
+                seen.add(f.resolve())
+                found.append((f, f.parent.relative_to(root) if root is not None else Path()))
+    return found, failures
+
+
+def _side_paths(out: Path) -> dict[str, Path]:
+    stem = out.with_suffix("")
+    return {"json": stem.with_name(stem.name + ".json"),
+            "kernel_npy": stem.with_name(stem.name + "_kernel.npy"),
+            "kernel_png": stem.with_name(stem.name + "_kernel.png"),
+            "stages": stem.with_name(stem.name + "_stages.png")}
+
+
+def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
+    """Super-resolve one file and write its outputs; on failure remove what it wrote."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from .. import __version__
+    from ..api import MIN_INPUT_SIDE
+    from ..inference.stages import render_stages
+    from ..io import atomic_path, atomic_write_json, output_layout, read_image, write_image
+    from ..kernels import kernel_to_image
+
+    img = read_image(src, min_size=MIN_INPUT_SIDE)
+    result, k, info, output = up.run(img, kernel=kernel, keep_output=args.stages)
+    side = _side_paths(out)
+    written: list[Path] = []
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written.append(write_image(out, result))
+        out_mode, out_depth = output_layout(out, result.mode, result.bit_depth)
+        if args.save_kernel:
+            with atomic_path(side["kernel_npy"]) as tmp:
+                np.save(tmp, k.astype(np.float32))
+            written.append(side["kernel_npy"])
+            with atomic_path(side["kernel_png"]) as tmp:
+                PILImage.fromarray(kernel_to_image(k)).save(tmp, format="PNG")
+            written.append(side["kernel_png"])
+        if args.stages and output is not None:
+            written.append(render_stages(output, side["stages"]))
+        del output
+        kinfo = info.pop("kernel")
+        kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"),
+                     source=str(args.kernel) if args.kernel else None)
+        sidecar = {
+            "kxnet_version": __version__,
+            "input": {"path": str(src), "width": img.width, "height": img.height, "mode": img.mode,
+                      "bit_depth": img.bit_depth},
+            "output": {"path": str(out), "width": result.width, "height": result.height,
+                       "mode": out_mode, "bit_depth": out_depth},
+            "model": {key: meta.get(key) for key in ("name", "file", "sha256", "scale", "setting", "stages",
+                                                      "kernel_size", "mode")},
+            "scale": info.pop("scale"),
+            "device": info.pop("device"),
+            "precision": info.pop("precision"),
+            "seconds": info.pop("seconds"),
+            "tiling": {key: info.pop(key) for key in ("tiled", "tile", "tile_overlap", "tiles", "tile_grid",
+                                                       "padded_to")},
+            "kernel": kinfo,
+            "files": {"kernel_npy": str(side["kernel_npy"]) if args.save_kernel else None,
+                      "kernel_png": str(side["kernel_png"]) if args.save_kernel else None,
+                      "stages": str(side["stages"]) if args.stages else None},
+        }
+        if (out_mode, out_depth) != (result.mode, result.bit_depth):
+            sidecar["note"] = (f"{args.format} stores {out_mode} {out_depth}-bit, not the input's "
+                               f"{result.mode} {result.bit_depth}-bit")
+        atomic_write_json(side["json"], sidecar)
+        written.append(side["json"])
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return sidecar
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from ..api import ScaleMismatchError, open_model
+    from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel, resolve_device
+    from ..io import ImageError
+    from . import UsageError
+
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"{outdir}: output exists and is not a folder")
+    found, failures = _expand(args.inputs)
+    total = len(found) + len(failures)
+    if total == 1 and failures:
+        raise ImageError(None, failures[0][1])
+    device = resolve_device(args.device)
+    try:
+        model, meta = open_model(args.model, args.scale, device=device)
+    except ScaleMismatchError as e:
+        raise UsageError(f"{e.file}: checkpoint is ×{e.model_scale} but --scale {e.asked} was asked") from None
+    scale = model.config.scale
+    kernel = load_kernel(args.kernel, model.config.kernel_size) if args.kernel else None
+    overlap = DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap
+    if args.tile is not None and args.tile_overlap is None and args.tile:
+        overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
+    up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
+                  progress=not args.quiet)
+
+    jobs = [(f, outdir / sub / f"{f.stem}_x{scale}.{args.format}") for f, sub in found]
+    inputs = {f.resolve() for f, _ in jobs}
+    targets: dict[Path, Path] = {}
+    done = skipped = 0
+    say = (lambda msg: None) if args.quiet else tqdm.write
+    bar = tqdm(jobs, desc=f"sr x{scale}", unit="img", disable=args.quiet or len(jobs) < 2)
+    for src, out in bar:
+        resolved = out.resolve()
+        if resolved in inputs or any(p.resolve() in inputs for p in _side_paths(out).values()):
+            failures.append((src, f"{src}: output {out} would overwrite an input; choose another -o"))
+            continue
+        if resolved in targets:
+            failures.append((src, f"{src}: output {out} is also the output of {targets[resolved]}; "
+                                  "rename one or run them separately"))
+            continue
+        targets[resolved] = src
+        if out.exists() and not args.overwrite:
+            skipped += 1
+            say(f"skipped {src}: {out} exists (use --overwrite to replace)")
+            continue
+        try:
+            sc = _process(up, src, out, args, kernel, meta)
+        except (ImageError, ValueError, OSError, RuntimeError) as e:
+            if total == 1:
+                raise ImageError(src, _problem(e, src)) from None
+            failures.append((src, f"{src}: {_problem(e, src)}"))
+            continue
+        done += 1
+        k = sc["kernel"]
+        say(f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
+            + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")
+            + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k["sigma_x"] else "")
+            + ")")
+    bar.close()
+
+    if failures and total == 1:
+        raise ImageError(None, failures[0][1])
+    if not args.quiet:
+        print(f"{done} written, {skipped} skipped, {len(failures)} failed -> {outdir}")
+    if failures:
+        print(f"kxnet sr: {len(failures)} of {total} inputs failed:", file=sys.stderr)
+        for _, msg in failures:
+            print(f"  {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _problem(e: BaseException, src: Path) -> str:
+    """The exception's text without a repeated ``<path>: `` prefix, on one line."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    prefix = f"{src}: "
+    return text[len(prefix):] if text.startswith(prefix) else text

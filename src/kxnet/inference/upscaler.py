@@ -1,0 +1,370 @@
+"""Super-resolving whole photos: the one place that knows about layouts, sizes and tiles.
+
+:class:`Upscaler` wraps a KXNet the way Real-ESRGAN's ``RealESRGANer`` wraps its network: the
+network only ever sees a B×3×h×w float batch, and this class owns everything around it —
+
+* **greyscale** sources are processed as RGB (three equal channels) and returned as ``L``;
+* **alpha** is upscaled separately with the same bicubic as X⁰, clamped to [0, 1] and
+  re-attached (the network has no alpha channel and a blur estimate from it makes no sense);
+* **16-bit** sources stay 16-bit (the output :class:`~kxnet.io.Image` keeps ``bit_depth``);
+* **tiny** images (a side under :data:`MIN_MODEL_SIDE` LR pixels) are padded by edge
+  replication at the bottom/right and the output cropped back;
+* **large** images are processed in overlapping tiles so memory stays bounded.
+
+Tiling and the kernel
+---------------------
+KXNet estimates one blur kernel per image. Running every tile blind would give every tile its
+own kernel (and, near tile edges, different images), so tiles would disagree. Instead:
+
+1. an image that fits in one tile (both sides ≤ ``tile`` LR pixels) is run exactly as the
+   model's blind forward on the whole image — nothing here changes its result;
+2. otherwise the blind model is run once on the **centre crop** of the LR image of at most
+   ``kernel_crop`` × ``kernel_crop`` pixels (default: the tile size, so memory stays within one
+   tile's), and its per-stage kernels K¹…K^T are recorded;
+3. every tile is then run **non-blind** with those per-stage kernels (stage t's X-step uses
+   K^t, exactly as in the blind run), so all tiles share one consistent kernel estimate; the
+   reported kernel is K^T of the crop. With a user-given kernel (non-blind mode), step 2 is
+   skipped and every stage of every tile uses that kernel.
+
+Tiles (``tile`` LR pixels square, the last ones shifted to end on the border) overlap their
+neighbours by at least ``tile_overlap`` LR pixels, spread evenly. In each overlap band the two
+tiles' outputs are cross-faded with complementary raised-cosine ramps (weights sum to one), so
+there is no seam: the pixels a tile computes nearest its cut edge get the least weight.
+
+Defaults (:data:`DEFAULT_TILE` = 256, :data:`DEFAULT_OVERLAP` = 32 LR pixels) keep a ×4 run of
+the paper-sized model on a 1000×1000 LR image on CPU under 4 GB peak RSS
+(``benchmarks/sr_memory.py`` measures it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..io import Image, ImageError, from_tensor, read_image, to_tensor
+from ..physics import bicubic_upsample
+
+__all__ = [
+    "DEFAULT_TILE",
+    "DEFAULT_OVERLAP",
+    "MIN_MODEL_SIDE",
+    "PRECISIONS",
+    "Upscaler",
+    "resolve_device",
+    "tile_starts",
+    "blend_ramp",
+    "prepare_kernel",
+    "load_kernel",
+    "kernel_parameters",
+]
+
+DEFAULT_TILE = 256          # LR pixels per tile side (0 or None … see Upscaler)
+DEFAULT_OVERLAP = 32        # LR pixels shared by neighbouring tiles
+MIN_MODEL_SIDE = 8          # smaller LR sides are padded (edge replication) before the network
+PRECISIONS = ("fp32", "fp16", "bf16")
+_AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` → CUDA if available, else CPU; anything else as given (checked)."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked but CUDA is not available on this machine")
+    return dev
+
+
+# ------------------------------------------------------------------------------- tiles
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of windows of size ``tile`` covering ``[0, length)``, evenly spread so
+    that neighbours overlap by at least ``overlap``; one window if ``length <= tile``."""
+    if length <= tile:
+        return [0]
+    n = math.ceil((length - overlap) / (tile - overlap))
+    return [(i * (length - tile)) // (n - 1) for i in range(n)]
+
+
+def blend_ramp(n: int) -> np.ndarray:
+    """Rising raised-cosine weights for an overlap band of ``n`` pixels; ``r + r[::-1] == 1``."""
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n
+    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+def _window_weights(starts: list[int], size: int, i: int, length: int, scale: int) -> np.ndarray:
+    """1-D HR weights of window ``i``: one inside, ramps where it overlaps a neighbour."""
+    a = starts[i]
+    b = min(a + size, length)
+    w = np.ones((b - a) * scale, np.float32)
+    if i > 0:
+        n = (starts[i - 1] + size - a) * scale          # band shared with the previous window
+        w[:n] *= blend_ramp(n)
+    if i + 1 < len(starts):
+        n = (b - starts[i + 1]) * scale                 # band shared with the next window
+        w[-n:] *= blend_ramp(n)[::-1]
+    return w
+
+
+# ------------------------------------------------------------------------------ kernels
+
+
+def prepare_kernel(kernel, size: int, name: str = "kernel") -> torch.Tensor:
+    """A user kernel as a float32 ``size``×``size`` tensor summing to 1.
+
+    It must be a finite, odd, square array no larger than the model's ``size``; a smaller odd
+    kernel is zero-padded around its centre (which leaves the blur it describes unchanged).
+    Negative taps are clipped to 0 (KXNet's own kernels are non-negative).
+    """
+    k = kernel.detach().cpu().double().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel)
+    if k.ndim == 3 and k.shape[0] == 1:
+        k = k[0]
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 != 1:
+        raise ValueError(f"{name}: a kernel must be an odd square p×p array, got shape {k.shape}")
+    if k.shape[0] > size:
+        raise ValueError(f"{name}: kernel is {k.shape[0]}×{k.shape[0]} but this model uses "
+                         f"{size}×{size} kernels (smaller odd kernels are zero-padded)")
+    if not np.issubdtype(k.dtype, np.number) or not np.isfinite(k).all():
+        raise ValueError(f"{name}: kernel has non-finite or non-numeric values")
+    k = np.clip(k.astype(np.float64), 0.0, None)
+    if k.sum() <= 0:
+        raise ValueError(f"{name}: kernel has no positive weight")
+    r = (size - k.shape[0]) // 2
+    k = np.pad(k, r) / k.sum()
+    return torch.from_numpy(k.astype(np.float32))
+
+
+def load_kernel(path: str | Path, size: int) -> torch.Tensor:
+    """A kernel file: ``.npy`` (p×p array) or an image (its grey values, normalised to sum 1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(path, "kernel file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ImageError(path, f"not a readable .npy kernel ({' '.join(str(e).split())})") from None
+    else:
+        img = read_image(path)
+        arr = img.rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return prepare_kernel(arr, size, name=str(path))
+
+
+def kernel_parameters(kernel) -> dict:
+    """A Gaussian fitted to a kernel by its moments (KXNET.md §2.2 conventions).
+
+    ``sigma_x ≥ sigma_y`` are the principal standard deviations in HR pixels; ``theta_deg``
+    ∈ [0, 180) is the direction of the σx (major) axis, ``x`` = column to the right, ``y`` =
+    row down (so positive angles turn clockwise on screen); ``centre_offset`` = (x, y) of the
+    centroid relative to the kernel's centre tap. Plus the peak tap and the entropy in bits.
+    Moments of a p×p kernel are those of the truncated Gaussian: σ of wide blurs read low.
+    """
+    k = kernel.detach().cpu().double().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel, np.float64)
+    k = np.clip(k, 0.0, None)
+    total = k.sum()
+    p = k.shape[-1]
+    if total <= 0:
+        return {"size": p, "sigma_x": None, "sigma_y": None, "theta_deg": None,
+                "centre_offset": None, "peak": 0.0, "entropy_bits": None}
+    k = k / total
+    c = (np.arange(p) - p // 2).astype(np.float64)
+    yy, xx = np.meshgrid(c, c, indexing="ij")
+    mx, my = (k * xx).sum(), (k * yy).sum()
+    cxx = (k * (xx - mx) ** 2).sum()
+    cyy = (k * (yy - my) ** 2).sum()
+    cxy = (k * (xx - mx) * (yy - my)).sum()
+    half_trace, det_part = (cxx + cyy) / 2, math.hypot((cxx - cyy) / 2, cxy)
+    l1, l2 = half_trace + det_part, max(half_trace - det_part, 0.0)
+    theta = math.degrees(0.5 * math.atan2(2 * cxy, cxx - cyy)) % 180.0
+    nz = k[k > 0]
+    return {
+        "size": p,
+        "sigma_x": round(math.sqrt(l1), 4),
+        "sigma_y": round(math.sqrt(l2), 4),
+        "theta_deg": round(theta, 2),
+        "centre_offset": [round(mx, 4), round(my, 4)],
+        "peak": round(float(k.max()), 6),
+        "entropy_bits": round(float(-(nz * np.log2(nz)).sum()), 4),
+    }
+
+
+# ----------------------------------------------------------------------------- upscaler
+
+
+@dataclass
+class _Plan:
+    ys: list[int]
+    xs: list[int]
+    th: int
+    tw: int
+
+    @property
+    def count(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+class Upscaler:
+    """Run a KXNet on :class:`~kxnet.io.Image` s of any size, layout and depth.
+
+    ``tile`` is the tile side in LR pixels (``None`` → :data:`DEFAULT_TILE`; ``0`` → never
+    tile, the whole image in one forward however large). ``tile_overlap`` is the minimum
+    overlap of neighbouring tiles in LR pixels; ``kernel_crop`` the side of the centre crop
+    the kernel is estimated on for tiled images (``None`` → ``tile``). ``precision`` ``fp16``
+    or ``bf16`` runs the network under CUDA autocast (CUDA only). ``progress`` shows a bar
+    over the tiles of tiled images.
+    """
+
+    def __init__(self, model, device: str | torch.device | None = "auto", tile: int | None = None,
+                 tile_overlap: int = DEFAULT_OVERLAP, kernel_crop: int | None = None,
+                 precision: str = "fp32", progress: bool = False):
+        self.device = resolve_device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision != "fp32" and self.device.type != "cuda":
+            raise ValueError(f"precision {precision} needs a CUDA device (this run is on {self.device.type})")
+        tile = DEFAULT_TILE if tile is None else int(tile)
+        if tile < 0 or (0 < tile < 2 * MIN_MODEL_SIDE):
+            raise ValueError(f"tile must be 0 (no tiling) or at least {2 * MIN_MODEL_SIDE} LR pixels, got {tile}")
+        if tile and not 0 <= tile_overlap <= tile // 2:
+            raise ValueError(f"tile overlap must lie in 0…{tile // 2} for tile {tile}, got {tile_overlap}")
+        self.tile = tile
+        self.tile_overlap = int(tile_overlap)
+        self.kernel_crop = int(kernel_crop) if kernel_crop else (tile or None)
+        self.precision = precision
+        self.progress = progress
+        self.model = model.to(self.device).eval()
+        self.scale = model.config.scale
+        self.kernel_size = model.config.kernel_size
+
+    # -- network ---------------------------------------------------------------------
+
+    def _forward(self, y: torch.Tensor, kernel=None):
+        y = y.to(self.device)
+        with torch.inference_mode():
+            if self.precision == "fp32":
+                return self.model(y, kernel=kernel)
+            with torch.autocast("cuda", dtype=_AUTOCAST[self.precision]):
+                return self.model(y, kernel=kernel)
+
+    @staticmethod
+    def _sr(out) -> np.ndarray:
+        return from_tensor(out.sr.float())
+
+    # -- public ----------------------------------------------------------------------
+
+    def plan(self, height: int, width: int) -> _Plan:
+        """The tile grid for an LR image of this size (one window if it fits or tile is 0)."""
+        if not self.tile:
+            return _Plan([0], [0], height, width)
+        th, tw = min(self.tile, height), min(self.tile, width)
+        return _Plan(tile_starts(height, self.tile, self.tile_overlap),
+                     tile_starts(width, self.tile, self.tile_overlap), th, tw)
+
+    def run(self, image: Image, kernel=None, keep_output: bool = False):
+        """Super-resolve ``image``; returns ``(Image, kernel, info, output)``.
+
+        ``kernel`` (optional): a p×p array/tensor used at every stage (non-blind), or a list
+        of T per-stage kernels. The returned kernel is the p×p float32 estimate (K^T) or the
+        kernel used. ``info`` describes the run (sizes, tiling, kernel fit, seconds).
+        ``output`` is the :class:`~kxnet.models.KXNetOutput` of the whole image, or for a
+        tiled image that of the kernel crop, when ``keep_output`` (else ``None``).
+        """
+        t0 = time.perf_counter()
+        s = self.scale
+        h, w = image.height, image.width
+        if kernel is not None:
+            if isinstance(kernel, (list, tuple)):
+                kernel = [prepare_kernel(k, self.kernel_size).to(self.device) for k in kernel]
+            else:
+                kernel = prepare_kernel(kernel, self.kernel_size).to(self.device)
+
+        lr = to_tensor(image.rgb)
+        ph, pw = max(h, MIN_MODEL_SIDE), max(w, MIN_MODEL_SIDE)
+        if (ph, pw) != (h, w):
+            lr = F.pad(lr, (0, pw - w, 0, ph - h), mode="replicate")
+        plan = self.plan(ph, pw)
+        info = {"device": str(self.device), "precision": self.precision, "scale": s,
+                "tiled": plan.count > 1, "tile": self.tile or None, "tile_overlap": self.tile_overlap,
+                "tiles": plan.count, "tile_grid": [len(plan.ys), len(plan.xs)],
+                "padded_to": [pw, ph] if (ph, pw) != (h, w) else None,
+                "kernel_mode": "blind" if kernel is None else "given"}
+
+        output = None
+        if plan.count == 1:
+            out = self._forward(lr, kernel)
+            sr = self._sr(out)
+            final_kernel = out.kernel[0]
+            info["kernel_estimated_on"] = "whole image" if kernel is None else None
+            output = out if keep_output else None
+            del out
+        else:
+            if kernel is None:
+                ch, cw = min(self.kernel_crop, ph), min(self.kernel_crop, pw)
+                y0, x0 = (ph - ch) // 2, (pw - cw) // 2
+                crop_out = self._forward(lr[..., y0:y0 + ch, x0:x0 + cw])
+                kernel = [k.detach().clone() for k in crop_out.stage_kernels]
+                final_kernel = kernel[-1][0]
+                info["kernel_estimated_on"] = {"x": x0, "y": y0, "width": cw, "height": ch}
+                output = crop_out if keep_output else None
+                del crop_out
+            else:
+                final_kernel = (kernel[-1] if isinstance(kernel, list) else kernel)
+                info["kernel_estimated_on"] = None
+            sr = self._tiled(lr, plan, kernel)
+
+        if (ph, pw) != (h, w):
+            sr = sr[: s * h, : s * w]
+        np.clip(sr, 0.0, 1.0, out=sr)
+        alpha = None
+        if image.alpha is not None:
+            a = torch.from_numpy(np.ascontiguousarray(image.alpha, dtype=np.float32))[None, None]
+            alpha = bicubic_upsample(a, s)[0, 0].clamp_(0.0, 1.0).numpy()
+        result = Image(rgb=sr, alpha=alpha, mode=image.mode, bit_depth=image.bit_depth, path=None, exif=image.exif)
+
+        k = final_kernel.detach().to("cpu", torch.float32)
+        k = (k[0] if k.dim() == 3 else k).numpy().copy()
+        info.update(input_size=[w, h], output_size=[result.width, result.height], mode=image.mode,
+                    bit_depth=image.bit_depth, kernel=kernel_parameters(k),
+                    seconds=round(time.perf_counter() - t0, 3))
+        return result, k, info, output
+
+    def _tiled(self, lr: torch.Tensor, plan: _Plan, kernel) -> np.ndarray:
+        """Blend the non-blind outputs of every tile into one HR array (H×W×3 float32)."""
+        from tqdm import tqdm
+
+        s = self.scale
+        _, _, h, w = lr.shape
+        acc = np.zeros((s * h, s * w, 3), np.float32)
+        wy = [_window_weights(plan.ys, plan.th, i, h, s) for i in range(len(plan.ys))]
+        wx = [_window_weights(plan.xs, plan.tw, j, w, s) for j in range(len(plan.xs))]
+        with tqdm(total=plan.count, desc="tiles", unit="tile", leave=False,
+                  disable=not self.progress) as bar:
+            for i, y0 in enumerate(plan.ys):
+                for j, x0 in enumerate(plan.xs):
+                    out = self._forward(lr[..., y0:y0 + plan.th, x0:x0 + plan.tw], kernel)
+                    tile = self._sr(out)
+                    del out
+                    tile *= wy[i][:, None, None] * wx[j][None, :, None]
+                    acc[s * y0: s * y0 + tile.shape[0], s * x0: s * x0 + tile.shape[1]] += tile
+                    bar.update()
+        # The ramps of neighbours are complementary, so the weights already sum to one; divide
+        # by the separable sums anyway so rounding never shows as a faint grid.
+        sum_y = np.zeros(s * h, np.float32)
+        sum_x = np.zeros(s * w, np.float32)
+        for i, y0 in enumerate(plan.ys):
+            sum_y[s * y0: s * y0 + wy[i].size] += wy[i]
+        for j, x0 in enumerate(plan.xs):
+            sum_x[s * x0: s * x0 + wx[j].size] += wx[j]
+        acc /= sum_y[:, None, None]
+        acc /= sum_x[None, :, None]
+        return acc
