@@ -1,0 +1,55 @@
+"""Training: typed recipes, on-the-fly degraded batches, Eq. 12 loss, resumable checkpoints, DDP.
+
+Knows losses and loops for any registered model with the KXNet output contract; the
+architectures themselves stay pure ``nn.Module``s (:mod:`kxnet.models`).
+"""
+
+from .checkpoint import export_weights, latest_checkpoint, load_state
+from .config import (
+    CheckpointConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    TrainConfig,
+    ValConfig,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    save_config,
+)
+from .data import HRImagePool, StepBatchSampler, TrainingSamples, build_loader, sample_seed
+from .ema import ModelEMA
+from .loss import kxnet_loss, stage_weights
+from .trainer import Trainer, build_model, build_optimizer, train
+
+__all__ = [
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "HRImagePool",
+    "LossConfig",
+    "ModelConfig",
+    "ModelEMA",
+    "StepBatchSampler",
+    "TrainConfig",
+    "Trainer",
+    "TrainingSamples",
+    "ValConfig",
+    "apply_overrides",
+    "build_loader",
+    "build_model",
+    "build_optimizer",
+    "config_from_dict",
+    "export_weights",
+    "kxnet_loss",
+    "latest_checkpoint",
+    "load_config",
+    "load_state",
+    "sample_seed",
+    "save_config",
+    "stage_weights",
+    "train",
+]

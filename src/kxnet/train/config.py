@@ -1,0 +1,416 @@
+"""Typed training recipes: dataclasses loaded from YAML, with dotted ``key=value`` overrides.
+
+A recipe is data, not code (BasicSR's one-YAML-per-experiment): the six paper recipes and
+the small CPU ones live in ``configs/``. Every key is checked against the dataclasses below,
+so a typo or a bad value fails at load time with one line naming the file and the key, never
+hours into a run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+__all__ = [
+    "AMP_MODES",
+    "CheckpointConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "ValConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "load_config",
+    "save_config",
+]
+
+AMP_MODES = ("none", "bf16", "fp16")
+SMALL_IMAGE_POLICIES = ("pad", "skip")
+
+
+class ConfigError(ValueError):
+    """A recipe that cannot be used; the message is one line naming the file and the key."""
+
+
+# ------------------------------------------------------------------------------- schema
+
+@dataclass
+class ModelConfig:
+    """Arguments of :func:`kxnet.models.create_model` (KXNET.md §3)."""
+
+    name: str = "kxnet"
+    scale: int = 4
+    setting: int = 2
+    stages: int = 19
+    mode: str = "official"
+
+
+@dataclass
+class DataConfig:
+    """HR folders and the on-the-fly degradation (KXNET.md §1.4)."""
+
+    hr_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    recursive: bool = True
+    lr_patch: int = 64              # LR crop side; the HR crop is lr_patch·scale
+    small_images: str = "pad"       # images smaller than the HR crop: "pad" (mirror, if ≥ half the crop) or "skip"
+    cache_in_memory: bool = True
+    cache_mb: int = 4096            # byte budget of decoded images held in memory (per process)
+    workers: int = 4                # DataLoader worker processes (0 = in the training process)
+    hflip: bool = True
+    vflip: bool = True
+    transpose: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Eq. 12: Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K); α_t = image_weight (t < T) / image_weight_last (t = T)."""
+
+    image_weight: float = 0.1
+    image_weight_last: float = 1.0
+    kernel_weight: float = 0.1
+    kernel_weight_last: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 1_000_000
+    batch: int = 12                 # global batch (split across DDP ranks)
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [200_000, 400_000, 600_000, 800_000, 1_000_000])
+    gamma: float = 0.5
+    clip_grad_norm: float = 0.0     # 0 = no clipping
+    ema_decay: float = 0.0          # 0 = no EMA; otherwise the EMA weights are validated and exported
+    loss: LossConfig = field(default_factory=LossConfig)
+    seed: int = 0
+    deterministic: bool = False
+    threads: int = 0                # torch intra-op threads; 0 = leave torch's default
+    device: str = "auto"            # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    amp: str = "none"               # none | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
+    channels_last: bool = False
+    compile: bool = False
+    init_weights: str | None = None  # start from these weights (safetensors or .pth), step 0
+    log_every: int = 100
+    tensorboard: bool = True
+
+
+@dataclass
+class ValConfig:
+    hr_dir: str | None = "../shared/data/benchmarks/Set5"
+    set_dir: str | None = None      # a `kxnet synth` set; default: built from hr_dir into the run folder
+    every: int = 5000               # 0 = no validation
+    noise: float = 0.0
+    images: list[str] = field(default_factory=list)  # file names or stems to use from hr_dir ([] = all)
+    max_images: int = 0             # at most this many of them, in name order (0 = no limit)
+    per_stage: bool = True
+    loss_samples: int = 16          # fixed random patches of the val images for a validation loss (0 = off)
+    at_start: bool = False          # also validate the initial weights
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 5000               # 0 = only at the end (and when stopped)
+    keep_last: int = 3
+    keep_best: bool = True
+    export_fp16: bool = False       # the final exported weights (model.safetensors) in float16
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    val: ValConfig = field(default_factory=ValConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    name: str | None = None         # run name; default: the recipe file's stem
+    out: str = "runs"               # root of run folders
+    run_dir: str | None = None      # explicit run folder (default: out/name)
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "Config":
+        return config_from_dict(d, source)
+
+    def resolved_run_dir(self) -> Path:
+        if self.run_dir:
+            return Path(self.run_dir)
+        return Path(self.out) / (self.name or "run")
+
+    def validate(self, source: str = "config") -> "Config":
+        """Check values that types alone cannot; raises :class:`ConfigError`."""
+        def fail(key: str, msg: str):
+            raise ConfigError(f"{source}: {key}: {msg}")
+
+        m, d, t, v, c = self.model, self.data, self.train, self.val, self.checkpoint
+        from ..models import is_model, list_models
+
+        if not is_model(m.name):
+            fail("model.name", f"unknown model {m.name!r} (known: {', '.join(list_models())})")
+        if m.name == "kxnet":
+            from ..models import KXNetConfig
+            try:
+                KXNetConfig(scale=m.scale, setting=m.setting, stages=m.stages, mode=m.mode)
+            except ValueError as e:
+                fail("model", str(e))
+        if not d.hr_dirs:
+            fail("data.hr_dirs", "needs at least one folder of HR images")
+        _positive(fail, "data.lr_patch", d.lr_patch, minimum=4)
+        if d.small_images not in SMALL_IMAGE_POLICIES:
+            fail("data.small_images", f"must be one of {SMALL_IMAGE_POLICIES}, got {d.small_images!r}")
+        _positive(fail, "data.cache_mb", d.cache_mb, minimum=0)
+        _positive(fail, "data.workers", d.workers, minimum=0)
+        _positive(fail, "train.iterations", t.iterations)
+        _positive(fail, "train.batch", t.batch)
+        if not t.lr > 0:
+            fail("train.lr", f"must be > 0, got {t.lr}")
+        if not all(0.0 <= b < 1.0 for b in t.betas):
+            fail("train.betas", f"each must be in [0, 1), got {list(t.betas)}")
+        if t.weight_decay < 0:
+            fail("train.weight_decay", f"must be ≥ 0, got {t.weight_decay}")
+        if any(x < 1 for x in t.milestones) or list(t.milestones) != sorted(set(t.milestones)):
+            fail("train.milestones", f"must be increasing positive steps, got {list(t.milestones)}")
+        if not 0 < t.gamma <= 1:
+            fail("train.gamma", f"must be in (0, 1], got {t.gamma}")
+        if t.clip_grad_norm < 0:
+            fail("train.clip_grad_norm", f"must be ≥ 0 (0 = off), got {t.clip_grad_norm}")
+        if not 0 <= t.ema_decay < 1:
+            fail("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
+        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last"):
+            if getattr(t.loss, name) < 0:
+                fail(f"train.loss.{name}", f"must be ≥ 0, got {getattr(t.loss, name)}")
+        _positive(fail, "train.seed", t.seed, minimum=0)
+        _positive(fail, "train.threads", t.threads, minimum=0)
+        if t.device != "auto" and t.device != "cpu" and not (t.device == "cuda" or t.device.startswith("cuda:")):
+            fail("train.device", f"must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+        if t.amp not in AMP_MODES:
+            fail("train.amp", f"must be one of {AMP_MODES}, got {t.amp!r}")
+        _positive(fail, "train.log_every", t.log_every)
+        _positive(fail, "val.every", v.every, minimum=0)
+        if v.noise < 0:
+            fail("val.noise", f"must be ≥ 0, got {v.noise}")
+        if v.noise and m.setting == 1:
+            fail("val.noise", "setting 1 is noise-free; use 0")
+        _positive(fail, "val.max_images", v.max_images, minimum=0)
+        _positive(fail, "val.loss_samples", v.loss_samples, minimum=0)
+        _positive(fail, "checkpoint.every", c.every, minimum=0)
+        _positive(fail, "checkpoint.keep_last", c.keep_last)
+        return self
+
+
+def _positive(fail, key: str, value: int, minimum: int = 1) -> None:
+    if value < minimum:
+        fail(key, f"must be ≥ {minimum}, got {value}")
+
+
+def _plain(obj):
+    """Tuples → lists so the dict dumps as plain YAML/JSON."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# ------------------------------------------------------------------------ typed building
+
+def _describe(tp) -> str:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_describe(get_args(tp)[0])}"
+    if origin is tuple:
+        return f"a list of {len(get_args(tp))} numbers"
+    if is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, tp, key: str):
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return _build(tp, value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, bool):
+            raise _Mismatch
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)          # 1.0e6 written for a step count
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, bool):
+            raise _Mismatch
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):     # PyYAML reads "2e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise _Mismatch from None
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    if origin is list:
+        (item,) = get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            value = [value]            # a single folder for hr_dirs, a single milestone
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        return [_coerce(v, item, key) for v in value]
+    if origin is tuple:
+        items = get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(items):
+            raise _Mismatch
+        return tuple(_coerce(v, a, key) for v, a in zip(value, items))
+    raise TypeError(f"unsupported config type {tp!r} at {key}")
+
+
+def _unknown_key_message(key: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key {key!r}{hint} (known here: {', '.join(known)})"
+
+
+class _KeyError(Exception):
+    """Internal: a message that still needs the source prefix."""
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise _KeyError(_unknown_key_message(key, str(k), names))
+        try:
+            kwargs[k] = _coerce(v, hints[k], key)
+        except _Mismatch:
+            raise _KeyError(f"{key}: expected {_describe(hints[k])}, got {v!r}") from None
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict | None, source: str = "config") -> Config:
+    """A validated :class:`Config` from a nested dict (missing keys take the defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = _build(Config, data)
+    except _KeyError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return cfg.validate(source)
+
+
+# ----------------------------------------------------------------------------- overrides
+
+def _schema_type(path: list[str], override: str):
+    cls = Config
+    for i, name in enumerate(path):
+        if not is_dataclass(cls):
+            raise ConfigError(f"override {override!r}: {'.'.join(path[:i])} is not a section")
+        names = [f.name for f in fields(cls)]
+        if name not in names:
+            raise ConfigError(f"override {override!r}: " + _unknown_key_message('.'.join(path[:i + 1]), name, names))
+        cls = get_type_hints(cls)[name]
+    return cls
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Set dotted keys in a raw config dict: ``["train.iterations=200", "data.hr_dirs=[a, b]"]``.
+
+    Values are parsed with ``yaml.safe_load`` (so numbers, booleans, lists and ``null`` work);
+    unknown keys fail here, naming the override.
+    """
+    data = dict(data or {})
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value")
+        key, text = item.split("=", 1)
+        path = key.strip().split(".")
+        if not all(path):
+            raise ConfigError(f"override {item!r}: empty key")
+        _schema_type(path, item)
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        node = data
+        for name in path[:-1]:
+            child = node.get(name)
+            child = dict(child) if isinstance(child, dict) else {}
+            node[name] = child
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+# ---------------------------------------------------------------------------------- files
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a recipe, apply overrides, validate. ``name`` defaults to the file's stem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
+    if data.get("name") is None:
+        data["name"] = path.stem
+    return config_from_dict(data, str(path))
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML atomically (the run folder's ``config.yaml``)."""
+    from ..io import atomic_write_bytes
+
+    text = yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None)
+    return atomic_write_bytes(path, text.encode("utf-8"))
