@@ -1,0 +1,109 @@
+"""Put trained weights into the package: fp16 safetensors + a manifest entry.
+
+    python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] [--benchmark results.json] [--hardware TEXT]
+
+Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and the entry
+``NAME`` of ``src/kxnet/weights/manifest.json`` with: SHA-256, the model config, the recipe
+(the run's resolved config), iterations, hardware, training data, what is reduced compared
+with the paper, and — given ``--benchmark`` (a ``kxnet benchmark`` results.json) — the
+measured cells of this model. Also records the PSNR cost of fp16 storage if measured
+(``--fp16-cost-db``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from kxnet.io import atomic_write_json
+from kxnet.models import load_model, save_model
+from kxnet.train.checkpoint import list_checkpoints
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "kxnet" / "weights"
+PAPER_STAGES = 19
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("name", help="manifest name, e.g. kxnet_x4.setting2")
+    ap.add_argument("--weights", type=Path, default=None, help="default: the run's model.safetensors, else its last checkpoint")
+    ap.add_argument("--benchmark", type=Path, default=None, help="results.json of `kxnet benchmark`")
+    ap.add_argument("--benchmark-name", default=None, help="model name used in results.json (default: NAME)")
+    ap.add_argument("--hardware", default="2-core x86_64 CPU (no GPU), torch 2.13.0 CPU build, 1 thread")
+    ap.add_argument("--hours", type=float, default=None, help="wall-clock training time")
+    ap.add_argument("--fp16-cost-db", type=float, default=None, help="measured PSNR change from fp16 storage")
+    args = ap.parse_args()
+
+    run = args.run_dir
+    weights = args.weights
+    step = None
+    if weights is None:
+        ckpts = list_checkpoints(run / "checkpoints")
+        final = run / "model.safetensors"
+        if final.is_file():
+            weights = final
+            step = json.loads((run / "summary.json").read_text()).get("step") if (run / "summary.json").is_file() else None
+        elif ckpts:
+            step, state = ckpts[-1]
+            weights = state.with_suffix(".safetensors")
+    model = load_model(weights)
+    # the run's config holds absolute paths; keep the manifest free of this machine's layout
+    repo = WEIGHTS.parents[2]
+    text = (run / "config.yaml").read_text().replace(f"{repo}/", "").replace(f"{repo.parent}/", "../")
+    recipe = yaml.safe_load(text)
+    if step is None:
+        step = int("".join(c for c in weights.stem if c.isdigit()) or 0)
+
+    file_name = args.name.replace(".", "_") + ".safetensors"
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    target = WEIGHTS / file_name
+    save_model(model, target, fp16=True, extra_metadata={"name": args.name, "iterations": step})
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+
+    cfg = model.config
+    entry = {
+        "file": file_name,
+        "sha256": digest,
+        "bytes": target.stat().st_size,
+        "storage": "safetensors, float16 (loaded as float32)",
+        "config": cfg.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "iterations": step,
+        "recipe": {k: recipe.get(k) for k in ("model", "data", "train")},
+        "hardware": args.hardware,
+        "training_hours": args.hours,
+        "training_data": "shared/data/train: BSDS300 train (199), Kodak24, McMaster18, T91 (90), 17 Debian "
+                         "wallpapers — 348 images, ≈66 MP, ≈3% of DIV2K+Flickr2K",
+        "reduced": None if cfg.stages == PAPER_STAGES else
+        f"reduced configuration: {cfg.stages} stages instead of {PAPER_STAGES}, LR patch "
+        f"{recipe['data']['lr_patch']} instead of 64, batch {recipe['train']['batch']} instead of 12, "
+        f"{step} iterations instead of 1,000,000",
+        "fp16_psnr_cost_db": args.fp16_cost_db,
+    }
+    if args.benchmark:
+        report = json.loads(args.benchmark.read_text())
+        bench_name = args.benchmark_name or args.name
+        entry["benchmarks"] = {
+            c["key"]: {"psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4),
+                       "bicubic_psnr": round(c["bicubic_psnr"], 4), "images": c["images"], "pairs": c["pairs"],
+                       "paper_kxnet_psnr": c["paper_kxnet"][0] if c["paper_kxnet"] else None,
+                       "stage_psnr": [round(v, 3) for v in c["stage_psnr"]]}
+            for c in report["cells"] if c["model"] == bench_name
+        }
+    manifest_path = WEIGHTS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    old = manifest.get(args.name, {}).get("file")
+    if old and old != file_name:
+        (WEIGHTS / old).unlink(missing_ok=True)
+    manifest[args.name] = entry
+    atomic_write_json(manifest_path, manifest)
+    print(f"{args.name}: {target} ({entry['bytes'] / 2**20:.1f} MiB, sha256 {digest[:12]}…), step {step}")
+
+
+if __name__ == "__main__":
+    main()
