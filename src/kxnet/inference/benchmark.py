@@ -50,6 +50,7 @@ class Cell:
     paper_bicubic: tuple[float, float] | None
     stage_psnr: list[float] = field(default_factory=list)
     kernel_psnr: float | None = None
+    full: bool = True  # every image of the set (only then is a paper cell comparable)
 
     @property
     def key(self) -> str:
@@ -89,7 +90,7 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, sets: list[st
                 bic["psnr"], bic["ssim"],
                 paper_value("KXNet", setting, noise, scale, set_name) if full else None,
                 paper_value("Bicubic", setting, noise, scale, set_name) if full else None,
-                ours["stage_psnr"], ours["kernel_psnr"]))
+                ours["stage_psnr"], ours["kernel_psnr"], full))
     return cells
 
 
@@ -120,7 +121,7 @@ def markdown_table(cells: list[Cell]) -> str:
     lines = ["| model | set | setting | scale | σn | ours PSNR / SSIM | bicubic | Δ vs bicubic | paper KXNet | gap to paper |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
-        set_label = c.set if c.paper_kxnet is not None or c.images == 0 else f"{c.set} (first {c.images})"
+        set_label = c.set if c.full else f"{c.set} (first {c.images})"
         paper = f"{c.paper_kxnet[0]:.2f} / {c.paper_kxnet[1]:.4f}" if c.paper_kxnet else "–"
         gap = f"{c.psnr - c.paper_kxnet[0]:+.2f}" if c.paper_kxnet else "–"
         lines.append(f"| {c.model} | {set_label} | {c.setting} | ×{c.scale} | {c.noise:g} | {c.psnr:.2f} / {c.ssim:.4f} | "
