@@ -8,17 +8,13 @@ from safetensors import safe_open
 
 from kxnet.models import KXNetConfig, ModelLoadError, convert_checkpoint, create_model, load_model, save_model
 from kxnet.models import loading
+from conftest import perturbed_kxnet
 
 
 @pytest.fixture(scope="module")
 def model():
-    """A ×2 setting-1 (p = 21) model with every tensor randomised, so nothing matches by luck."""
-    torch.manual_seed(0)
-    m = create_model("kxnet", scale=2, setting=1, stages=2).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return m
+    """A ×2 setting-1 (p = 21) model with every tensor randomised."""
+    return perturbed_kxnet(2, 1)
 
 
 @pytest.fixture(scope="module")

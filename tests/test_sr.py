@@ -21,17 +21,13 @@ from kxnet.io import Image, to_tensor, write_image
 from kxnet.kernels import anisotropic_gaussian, isotropic_gaussian
 from kxnet.models import create_model
 from kxnet.physics import bicubic_upsample, blur_downsample
+from conftest import perturbed_kxnet
 
 
 @pytest.fixture(scope="module")
 def model():
-    """A random ×2 two-stage KXNet (p = 11), perturbed so nothing matches by luck."""
-    torch.manual_seed(0)
-    m = create_model("kxnet", scale=2, setting=2, stages=2).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return m
+    """A random ×2 two-stage KXNet (p = 11)."""
+    return perturbed_kxnet(2, 2)
 
 
 def _smooth(h, w, seed=0, channels=3):
