@@ -17,6 +17,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
 import yaml
 
 from kxnet.io import atomic_write_json
@@ -25,6 +26,13 @@ from kxnet.train.checkpoint import list_checkpoints
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "kxnet" / "weights"
 PAPER_STAGES = 19
+
+
+def _same_tensors(path: Path, model) -> bool:
+    if not path.is_file():
+        return False
+    shipped = load_model(path).state_dict()
+    return all(torch.equal(shipped[k], v.half().float()) for k, v in model.state_dict().items())
 
 
 def main() -> None:
@@ -62,7 +70,8 @@ def main() -> None:
     file_name = args.name.replace(".", "_") + ".safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
-    save_model(model, target, fp16=True, extra_metadata={"name": args.name, "iterations": step})
+    if not _same_tensors(target, model):  # re-shipping the same weights must not add a new blob to git
+        save_model(model, target, fp16=True, extra_metadata={"name": args.name, "iterations": step})
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
 
     cfg = model.config
