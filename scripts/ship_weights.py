@@ -13,14 +13,13 @@ measured cells of this model. Also records the PSNR cost of fp16 storage if meas
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import torch
 import yaml
 
-from kxnet.io import atomic_write_json
+from kxnet.io import atomic_write_json, file_sha256
 from kxnet.models import load_model, save_model
 from kxnet.train.checkpoint import list_checkpoints
 
@@ -72,7 +71,7 @@ def main() -> None:
     target = WEIGHTS / file_name
     if not _same_tensors(target, model):  # re-shipping the same weights must not add a new blob to git
         save_model(model, target, fp16=True, extra_metadata={"name": args.name, "iterations": step})
-    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    digest = file_sha256(target)
 
     cfg = model.config
     entry = {

@@ -4,7 +4,6 @@ never build the p²×hw patch matrix. Tiny models (2 stages, ≤ 48 px HR) keep 
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from kxnet.models import KXNet, KXNetConfig
 from kxnet.models.fast import (

@@ -19,7 +19,6 @@ from kxnet.inference.upscaler import (
 )
 from kxnet.io import Image, to_tensor, write_image
 from kxnet.kernels import anisotropic_gaussian, isotropic_gaussian
-from kxnet.models import create_model
 from kxnet.physics import bicubic_upsample, blur_downsample
 from conftest import perturbed_kxnet
 

@@ -11,42 +11,21 @@ and names models.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 __all__ = ["SRResult", "ScaleMismatchError", "MIN_INPUT_SIDE", "default_model_name", "open_model",
-           "read_manifest", "super_resolve"]
+           "super_resolve"]
 
 MIN_INPUT_SIDE = 4          # LR images smaller than 4×4 are refused: there is nothing to restore
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _cache: dict = {}
-_CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors"}
 
 
 def default_model_name(scale: int) -> str:
     """The shipped weights used when no model is named: setting 2 at the scale."""
     return f"kxnet_x{scale}.setting2"
-
-
-def read_manifest() -> dict:
-    """The weights manifest (``kxnet/weights/manifest.json``) as a dict; ``{}`` if absent."""
-    from .models import loading
-
-    path = loading._MANIFEST
-    return json.loads(Path(path).read_text()) if Path(path).is_file() else {}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class ScaleMismatchError(ValueError):
@@ -65,23 +44,18 @@ def open_model(model=None, scale: int | None = None, device="cpu"):
     ``scale`` that differs from the checkpoint's raises :class:`ScaleMismatchError`.
     ``meta`` holds the name, file, SHA-256 and config, for reports and sidecars.
     """
-    from .models import KXNet, load_model, resolve_weights
+    from .io import file_sha256
+    from .models import KXNet, load_model
+    from .models.loading import locate_weights, shipped_models
 
     if isinstance(model, KXNet):
         net, meta = model, {"name": None, "file": None, "sha256": None}
     else:
         spec = default_model_name(scale or 4) if model is None else model
-        path = Path(spec)
-        is_name = isinstance(spec, str) and not path.exists() and os.sep not in spec \
-            and path.suffix not in _CHECKPOINT_SUFFIXES
-        if is_name:
-            path = resolve_weights(spec)     # unknown names and SHA-256 mismatches fail here
-            sha = read_manifest().get(spec, {}).get("sha256") or _sha256(path)
-            name = spec
-        else:
-            name, sha = path.stem, None
-        net = load_model(path, device=device)   # missing or broken files fail here
-        meta = {"name": name, "file": str(path), "sha256": sha or _sha256(path)}
+        path, name = locate_weights(spec)   # unknown names, missing files, SHA-256 mismatches fail here
+        sha = shipped_models()[name].get("sha256") if name else None
+        net = load_model(path, device=device)   # broken files fail here
+        meta = {"name": name or path.stem, "file": str(path), "sha256": sha or file_sha256(path)}
     if scale is not None and net.config.scale != scale:
         raise ScaleMismatchError(meta["file"] or "model", net.config.scale, scale)
     meta.update(net.config.to_dict())
@@ -142,13 +116,12 @@ def _from_array(arr: np.ndarray, mode: str | None = None):
 
 def _to_array(img, dtype) -> np.ndarray:
     """An output :class:`Image` as an array in the source's layout and dtype."""
-    planes = [img.rgb @ _LUMA] if img.mode.startswith("L") else [img.rgb[..., c] for c in range(3)]
-    if img.mode.endswith("A"):
-        planes.append(img.alpha)
-    out = planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+    from .io import quantize, to_planes
+
+    out = to_planes(img, img.mode)
+    out = out[..., 0] if out.shape[-1] == 1 else out
     if np.issubdtype(dtype, np.floating):
         return np.clip(out, 0.0, 1.0).astype(dtype, copy=False)
-    from .io import quantize
 
     return quantize(out, 16 if dtype == np.uint16 else 8)
 

@@ -26,7 +26,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import json
 
     from ..inference.benchmark import run_benchmark
     from ..models import load_model

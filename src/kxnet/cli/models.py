@@ -61,11 +61,10 @@ def _fmt_params(n) -> str:
 
 
 def run(args) -> int:
-    from ..api import read_manifest
     from ..models import list_models
     from ..models import loading
 
-    manifest = read_manifest()
+    manifest = loading.shipped_models()
     base = loading._MANIFEST.parent
     archs = list_models()
     if args.json:

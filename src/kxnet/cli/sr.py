@@ -90,7 +90,6 @@ def _side_paths(out: Path) -> dict[str, Path]:
 def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
     """Super-resolve one file and write its outputs; on failure remove what it wrote."""
     import numpy as np
-    from PIL import Image as PILImage
 
     from .. import __version__
     from ..api import MIN_INPUT_SIDE
@@ -110,9 +109,7 @@ def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
             with atomic_path(side["kernel_npy"]) as tmp:
                 np.save(tmp, k.astype(np.float32))
             written.append(side["kernel_npy"])
-            with atomic_path(side["kernel_png"]) as tmp:
-                PILImage.fromarray(kernel_to_image(k)).save(tmp, format="PNG")
-            written.append(side["kernel_png"])
+            written.append(write_image(side["kernel_png"], kernel_to_image(k)))
         if args.stages and output is not None:
             written.append(render_stages(output, side["stages"]))
         del output

@@ -16,8 +16,9 @@ Tiling and the kernel
 KXNet estimates one blur kernel per image. Running every tile blind would give every tile its
 own kernel (and, near tile edges, different images), so tiles would disagree. Instead:
 
-1. an image that fits in one tile (both sides ≤ ``tile`` LR pixels) is run exactly as the
-   model's blind forward on the whole image — nothing here changes its result;
+1. an image that fits in one tile (both sides ≤ ``tile`` LR pixels) is run as the model's
+   blind forward on the whole image — bit for bit with ``optimized=False``, to float32
+   tolerance on the default fused path (:func:`kxnet.models.fast.optimize`);
 2. otherwise the blind model is run once on the **centre crop** of the LR image of at most
    ``kernel_crop`` × ``kernel_crop`` pixels (default: the tile size, so memory stays within one
    tile's), and its per-stage kernels K¹…K^T are recorded;
@@ -47,7 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import Image, ImageError, from_tensor, read_image, to_tensor
+from ..io import Image, ImageError, from_tensor, luma, read_image, to_tensor
 from ..models.fast import optimize
 from ..models.kxnet import KXNet
 from ..physics import bicubic_upsample
@@ -158,7 +159,7 @@ def load_kernel(path: str | Path, size: int) -> torch.Tensor:
             raise ImageError(path, f"not a readable .npy kernel ({' '.join(str(e).split())})") from None
     else:
         img = read_image(path)
-        arr = img.rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+        arr = luma(img.rgb.astype(np.float64))
     return prepare_kernel(arr, size, name=str(path))
 
 
@@ -223,7 +224,8 @@ class Upscaler:
     overlap of neighbouring tiles in LR pixels; ``kernel_crop`` the side of the centre crop
     the kernel is estimated on for tiled images (``None`` → ``tile``). ``precision`` ``fp16``
     or ``bf16`` runs the network under CUDA autocast (CUDA only). ``progress`` shows a bar
-    over the tiles of tiled images.
+    over the tiles of tiled images. ``optimized`` (default) runs a KXNet through
+    :func:`kxnet.models.fast.optimize`; ``False`` keeps the plain module.
     """
 
     def __init__(self, model, device: str | torch.device | None = "auto", tile: int | None = None,

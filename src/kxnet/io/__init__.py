@@ -3,14 +3,16 @@ input discovery and conversions to the network's tensors."""
 
 from .atomic import atomic_path, atomic_write_bytes, atomic_write_json
 from .convert import from_tensor, quantize, to_tensor, to_uint8
-from .discover import list_images
+from .discover import file_sha256, list_images
 from .images import (
     IMAGE_EXTENSIONS,
     MODES,
     Image,
     ImageError,
+    luma,
     output_layout,
     read_image,
+    to_planes,
     write_image,
 )
 
@@ -22,11 +24,14 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_json",
+    "file_sha256",
     "from_tensor",
     "list_images",
+    "luma",
     "output_layout",
     "quantize",
     "read_image",
+    "to_planes",
     "to_tensor",
     "to_uint8",
     "write_image",

@@ -1,15 +1,16 @@
-"""Expanding command-line style inputs (files, folders, glob patterns) into image files."""
+"""Finding input files (files, folders, glob patterns → image files) and fingerprinting them."""
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from .images import IMAGE_EXTENSIONS, ImageError
 
-__all__ = ["list_images"]
+__all__ = ["file_sha256", "list_images"]
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -47,3 +48,12 @@ def list_images(inputs: str | os.PathLike[str] | Iterable[str | os.PathLike[str]
         for q in candidates:
             found.setdefault(q.resolve(), q)
     return sorted(found.values(), key=lambda q: str(q))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks (weights files need not fit in memory twice)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

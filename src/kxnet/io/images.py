@@ -33,8 +33,10 @@ __all__ = [
     "MODES",
     "Image",
     "ImageError",
+    "luma",
     "output_layout",
     "read_image",
+    "to_planes",
     "write_image",
 ]
 
@@ -348,7 +350,7 @@ def write_image(path: str | os.PathLike[str], image: Image | np.ndarray, *, mode
     img = _as_image(image)
     fmt, _, _ = _format_of(target)
     out_mode, out_depth = output_layout(target, mode or img.mode, bit_depth or img.bit_depth)
-    pixels = quantize(_channels(img, out_mode), out_depth)
+    pixels = quantize(to_planes(img, out_mode), out_depth)
     try:
         with atomic_path(target) as tmp:
             if out_depth == 16 and fmt == "PNG":
@@ -379,10 +381,14 @@ def _as_image(image: Image | np.ndarray) -> Image:
     return Image(rgb=arr, bit_depth=bit_depth)
 
 
-def _channels(img: Image, mode: str) -> np.ndarray:
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an H×W×3 float image, computed in the image's own float dtype."""
+    return rgb @ _LUMA.astype(rgb.dtype)
+
+
+def to_planes(img: Image, mode: str) -> np.ndarray:
     """Float H×W×C planes for ``mode`` (grey as BT.601 luma, missing alpha as opaque)."""
-    planes = [img.rgb @ _LUMA.astype(img.rgb.dtype)] if mode.startswith("L") else \
-        [img.rgb[..., c] for c in range(3)]
+    planes = [luma(img.rgb)] if mode.startswith("L") else [img.rgb[..., c] for c in range(3)]
     if mode.endswith("A"):
         opaque = np.ones(img.rgb.shape[:2], img.rgb.dtype)
         planes.append(img.alpha if img.alpha is not None else opaque)

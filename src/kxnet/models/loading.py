@@ -9,7 +9,6 @@ producing garbage later.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -21,12 +20,13 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ..io import atomic_path
+from ..io import atomic_path, file_sha256
 from ..kernels import kernel_size
 from .kxnet import KXNet, KXNetConfig
 from .registry import create_model, is_model
 
-__all__ = ["ModelLoadError", "save_model", "load_model", "convert_checkpoint", "resolve_method", "resolve_weights"]
+__all__ = ["ModelLoadError", "save_model", "load_model", "convert_checkpoint", "resolve_method", "resolve_weights",
+           "shipped_models", "locate_weights"]
 
 FORMAT = "kxnet"
 _MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
@@ -99,22 +99,27 @@ def resolve_weights(name: str) -> Path:
     if not path.is_file():
         raise ModelLoadError(f"{path}: weights of {name!r} are listed in the manifest but not installed")
     if "sha256" in entry:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != entry["sha256"]:
             raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {entry['sha256']}")
     return path
 
 
-def _locate(path_or_name: str | os.PathLike) -> Path:
+def locate_weights(path_or_name: str | os.PathLike) -> tuple[Path, str | None]:
+    """``(file, shipped name or None)`` for a weights file or a shipped name.
+
+    An existing file wins; a string that is not a path and has no checkpoint suffix is looked
+    up in the manifest (SHA-256 verified); anything else is a missing file.
+    """
     path = Path(path_or_name)
     if path.is_file():
-        return path
+        return path, None
     if path.exists():
         raise ModelLoadError(f"{path}: not a file")
     looks_like_name = isinstance(path_or_name, str) and os.sep not in path_or_name \
         and path.suffix not in _CHECKPOINT_SUFFIXES
     if looks_like_name:
-        return resolve_weights(path_or_name)
+        return resolve_weights(path_or_name), path_or_name
     raise ModelLoadError(f"{path}: no such file")
 
 
@@ -226,7 +231,7 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     ``expected_scale`` turns a checkpoint of another scale into an error rather than a
     model that would silently super-resolve by the wrong factor.
     """
-    path = _locate(path_or_name)
+    path, _ = locate_weights(path_or_name)
     state, config = _read(path)
     if config is None:
         config = _infer_config(state, path)
