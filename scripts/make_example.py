@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from kxnet.degrade import degrade
-from kxnet.io import to_uint8, write_image
+from kxnet.io import from_tensor, to_uint8, write_image
 from kxnet.kernels import anisotropic_gaussian
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     hr = torch.from_numpy(draw_chart()).permute(2, 0, 1)
     kernel = anisotropic_gaussian(21, 1.2, 2.6, math.radians(30))
     lr = degrade(hr, kernel, 4, 0.0)
-    write_image(out / "chart_x4.png", to_uint8(lr.permute(1, 2, 0).numpy()))
+    write_image(out / "chart_x4.png", to_uint8(from_tensor(lr)))
     np.save(out / "chart_x4_kernel.npy", kernel.numpy())
 
 

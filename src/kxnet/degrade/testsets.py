@@ -9,8 +9,8 @@ command writes the same bytes anywhere.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
+from collections.abc import Sequence
 import tempfile
 from pathlib import Path
 
@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..io import ImageError, atomic_write_json, list_images, read_image, to_uint8, write_image
+from ..io import (ImageError, atomic_write_json, file_sha256, from_tensor, list_images, read_image, to_tensor,
+                  to_uint8, write_image)
 from ..kernels import benchmark_kernels, kernel_size, kernel_to_image
 from . import degrade, modcrop
 
@@ -39,24 +40,37 @@ def lr_name(setting: int, kernel_tag: str, noise: float, image_name: str) -> str
     return f"{kernel_tag}_{_noise_tag(noise)}_{image_name}.png"
 
 
-def synthesise(hr_dir: str | Path, out_dir: str | Path, setting: int, scale: int, noise: float = 0.0,
-               seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
+def load_hr(path: str | Path, scale: int) -> torch.Tensor:
+    """An HR image as the protocol uses it: 3×H×W float32 on the 8-bit grid, modcropped."""
+    return modcrop(to_tensor(to_uint8(read_image(path).rgb))[0], scale)
+
+
+def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setting: int, scale: int,
+               noise: float = 0.0, seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
     """Write a benchmark set to ``out_dir`` and return its manifest.
 
-    The set is built in a temporary folder beside ``out_dir`` and moved into place only when
+    ``hr`` is a folder (all its images) or a list of HR image files (a subset, e.g. for a
+    validation set), processed in sorted order either way. The set is built in a temporary folder beside ``out_dir`` and moved into place only when
     complete, so a failure never leaves a half-written set. The noise generator is re-seeded
     with ``seed + kernel index`` before each kernel, as the release re-seeds per θ.
     """
-    hr_dir, out_dir = Path(hr_dir), Path(out_dir)
+    out_dir = Path(out_dir)
     if setting == 1 and noise:
         raise ValueError("setting 1 is noise-free; use --setting 2 for noisy sets")
     if noise < 0:
         raise ValueError(f"noise level must be ≥ 0, got {noise}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}: output folder is not empty (use --overwrite)")
-    sources = list_images([hr_dir], recursive=False)
-    if not sources:
-        raise ImageError(str(hr_dir), "no images found")
+    if isinstance(hr, (str, Path)):
+        hr_folder = Path(hr)
+        sources = list_images([hr_folder], recursive=False)
+        if not sources:
+            raise ImageError(str(hr_folder), "no images found")
+    else:
+        sources = sorted(Path(p) for p in hr)
+        if not sources:
+            raise ValueError("no HR images given")
+        hr_folder = sources[0].parent
     kernels = benchmark_kernels(setting, scale)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -73,11 +87,10 @@ def synthesise(hr_dir: str | Path, out_dir: str | Path, setting: int, scale: int
 
         images, hrs = [], []
         for src in sources:
-            img = read_image(src)
-            hr = modcrop(torch.from_numpy(to_uint8(img.rgb)).permute(2, 0, 1).float() / 255.0, scale)
+            hr = load_hr(src, scale)
             name = src.stem
-            write_image(tmp / "HR" / f"{name}.png", to_uint8(hr.permute(1, 2, 0).numpy()))
-            images.append({"name": name, "source": src.name, "source_sha256": _sha256(src),
+            write_image(tmp / "HR" / f"{name}.png", to_uint8(from_tensor(hr)))
+            images.append({"name": name, "source": src.name, "source_sha256": file_sha256(src),
                            "hr": f"HR/{name}.png", "hr_size": [hr.shape[-2], hr.shape[-1]]})
             hrs.append(hr)
 
@@ -90,7 +103,7 @@ def synthesise(hr_dir: str | Path, out_dir: str | Path, setting: int, scale: int
             for meta, hr in zip(images, hrs):
                 lr = degrade(hr, kt, scale, noise, gen)
                 name = lr_name(setting, k.tag, noise, meta["name"])
-                write_image(tmp / "LR" / name, to_uint8(lr.permute(1, 2, 0).numpy()))
+                write_image(tmp / "LR" / name, to_uint8(from_tensor(lr)))
                 pairs.append({"lr": f"LR/{name}", "hr": meta["hr"], "kernel": f"kernels/{k.tag}.npy",
                               "kernel_tag": k.tag})
                 bar.update()
@@ -103,7 +116,7 @@ def synthesise(hr_dir: str | Path, out_dir: str | Path, setting: int, scale: int
             "noise": float(noise),
             "seed": seed,
             "kernel_size": kernel_size(setting, scale),
-            "hr_folder": hr_dir.name,
+            "hr_folder": hr_folder.name,
             "protocol": "KXNET.md §1.3: modcrop, reflect-padded correlation, top-left decimation, "
                         "noise, clamp, 8-bit rounding",
             "kernels": kernel_entries,
@@ -118,10 +131,6 @@ def synthesise(hr_dir: str | Path, out_dir: str | Path, setting: int, scale: int
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_manifest(set_dir: str | Path) -> dict:

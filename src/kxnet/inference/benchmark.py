@@ -11,8 +11,6 @@ Sets are cached under ``work`` (they are deterministic, so a cached set is the s
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..degrade import degrade, modcrop
-from ..degrade.testsets import synthesise
-from ..io import atomic_write_bytes, atomic_write_json, list_images, read_image, to_uint8
+from ..degrade import degrade
+from ..degrade.testsets import load_hr, synthesise
+from ..io import atomic_write_bytes, atomic_write_json, from_tensor, list_images, to_uint8
 from ..kernels import isotropic_gaussian
 from ..metrics import image_metrics
 from ..models import create_model
@@ -57,19 +55,6 @@ class Cell:
         return f"{self.set}/setting{self.setting}/x{self.scale}/noise{self.noise:g}"
 
 
-def _subset_dir(hr_dir: Path, work: Path, max_images: int | None) -> tuple[Path, int]:
-    """The HR folder itself, or a folder with its first ``max_images`` images (sorted)."""
-    images = list_images([hr_dir], recursive=False)
-    if not max_images or max_images >= len(images):
-        return hr_dir, len(images)
-    sub = work / "hr_subsets" / f"{hr_dir.name}_first{max_images}"
-    if not sub.is_dir():
-        sub.mkdir(parents=True)
-        for img in images[:max_images]:
-            shutil.copy(img, sub / img.name)
-    return sub, max_images
-
-
 def benchmark_model(model, name: str, data_root: Path, work: Path, sets: list[str], max_images: dict[str, int],
                     device: str = "cpu", noise_levels: tuple[float, ...] | None = None,
                     progress: bool = True) -> list[Cell]:
@@ -77,14 +62,15 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, sets: list[st
     bicubic = create_model("bicubic", scale=scale)
     cells = []
     for set_name in sets:
-        hr_dir, n_images = _subset_dir(data_root / set_name, work, max_images.get(set_name))
+        images = list_images([data_root / set_name], recursive=False)
+        chosen = images[:max_images.get(set_name) or None]
+        n_images, full = len(chosen), len(chosen) == len(images)
         for noise in noise_levels or NOISE_LEVELS[setting]:
             set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}" / f"{set_name}_{n_images}"
             if not (set_dir / "manifest.json").is_file():
-                synthesise(hr_dir, set_dir, setting, scale, noise, seed=0, overwrite=True, progress=False)
+                synthesise(chosen, set_dir, setting, scale, noise, seed=0, overwrite=True, progress=False)
             ours = evaluate(model, set_dir, name, device, per_stage=True, progress=progress).summary()
             bic = evaluate(bicubic, set_dir, "bicubic", "cpu", progress=False).summary()
-            full = n_images == len(list_images([data_root / set_name], recursive=False))
             cells.append(Cell(
                 name, set_name, setting, scale, noise, n_images, ours["pairs"], ours["psnr"], ours["ssim"],
                 bic["psnr"], bic["ssim"],
@@ -99,7 +85,7 @@ def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int 
     """PSNR of the model and of bicubic against the width of an isotropic kernel (noise-free)."""
     scale, p = model.config.scale, model.config.kernel_size
     paths = list_images([hr_dir], recursive=False)[:max_images]
-    hrs = [modcrop(torch.from_numpy(to_uint8(read_image(f).rgb)).permute(2, 0, 1).float() / 255, scale) for f in paths]
+    hrs = [load_hr(f, scale) for f in paths]
     bicubic = create_model("bicubic", scale=scale)
     ours, base = [], []
     with torch.inference_mode():
@@ -108,10 +94,10 @@ def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int 
             a, b = [], []
             for hr in hrs:
                 lr = degrade(hr, k, scale)[None]
-                hr_u8 = to_uint8(hr.permute(1, 2, 0).numpy())
+                hr_u8 = to_uint8(from_tensor(hr))
                 for method, acc in ((model, a), (bicubic, b)):
-                    sr = method(lr.to(device)).sr[0].float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-                    acc.append(image_metrics(to_uint8(sr), hr_u8, scale).psnr)
+                    sr_u8 = to_uint8(from_tensor(method(lr.to(device)).sr[0]))
+                    acc.append(image_metrics(sr_u8, hr_u8, scale).psnr)
             ours.append(float(np.mean(a)))
             base.append(float(np.mean(b)))
     return {"sigma": [float(s) for s in sigmas], "model": ours, "bicubic": base, "images": len(hrs)}

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..degrade.testsets import load_manifest
-from ..io import atomic_write_bytes, atomic_write_json, read_image, to_uint8
+from ..io import atomic_write_bytes, atomic_write_json, from_tensor, read_image, to_uint8
 from ..metrics import image_metrics, kernel_mae, kernel_psnr, lr_consistency_psnr
 
 
@@ -74,10 +74,6 @@ class EvalResult:
         return buf.getvalue()
 
 
-def _uint8_image(t: torch.Tensor) -> np.ndarray:
-    return to_uint8(t.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-
-
 @torch.inference_mode()
 def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | torch.device = "cpu",
              per_stage: bool = False, limit: int | None = None, progress: bool = True) -> EvalResult:
@@ -95,7 +91,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
         hr_u8 = hr_cache[pair["hr"]]
         lr = torch.from_numpy(lr_u8).permute(2, 0, 1)[None].float().div(255.0).to(device)
         out = model(lr)
-        sr_u8 = _uint8_image(out.sr[0])
+        sr_u8 = to_uint8(from_tensor(out.sr[0]))
         m = image_metrics(sr_u8, hr_u8, scale)
         res = PairResult(pair["lr"], pair["hr"], pair["kernel_tag"], m.psnr, m.ssim)
         if getattr(out, "kernel", None) is not None:
@@ -105,7 +101,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
             res.kernel_mae = float(kernel_mae(k_est, k_gt))
             res.lr_psnr = float(lr_consistency_psnr(lr_u8, sr_u8, k_est, scale))
         if per_stage and getattr(out, "stage_images", None):
-            res.stage_psnr = [float(image_metrics(_uint8_image(x[0]), hr_u8, scale).psnr) for x in out.stage_images]
+            res.stage_psnr = [float(image_metrics(to_uint8(from_tensor(x[0])), hr_u8, scale).psnr) for x in out.stage_images]
         results.append(res)
     return EvalResult(set_dir.name, method_name, manifest["setting"], scale, manifest["noise"], results)
 

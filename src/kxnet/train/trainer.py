@@ -25,7 +25,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -502,14 +501,7 @@ class Trainer:
                     "sources": sorted(i["source"] for i in man["images"])}
             if have == want:
                 return set_dir
-        hr_dir = Path(v.hr_dir)
-        if v.max_images or v.images:
-            hr_dir = self.run_dir / "val_hr"
-            shutil.rmtree(hr_dir, ignore_errors=True)
-            hr_dir.mkdir(parents=True)
-            for p in sources:
-                shutil.copyfile(p, hr_dir / p.name)
-        synthesise(hr_dir, set_dir, m.setting, m.scale, v.noise, seed=0, overwrite=True, progress=False)
+        synthesise(sources, set_dir, m.setting, m.scale, v.noise, seed=0, overwrite=True, progress=False)
         self._info(f"validation set: {len(sources)} images × 8 kernels from {v.hr_dir} → {set_dir}")
         return set_dir
 
