@@ -28,14 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models.kxnet import KXNet
+from .models.kxnet import GAMMA_DIVISOR, NORMALISER_EPS, PROJECTION_EPS, RESIDUAL_SCALE, KXNet
 
 __all__ = ["ExportableKXNet", "OnnxReport", "export_onnx", "onnx_session", "run_onnx", "compare_backends"]
 
-_NORMALISER_EPS = 1e-10
-_PROJECTION_EPS = 1e-5
-_GAMMA_DIVISOR = 10
-_RESIDUAL_SCALE = 0.1
 DEFAULT_OPSET = 17
 
 
@@ -51,7 +47,7 @@ class _FoldedProxNet(nn.Module):
         self.convs = nn.ModuleList()
         with torch.no_grad():
             for i, conv in enumerate(convs):
-                scale = _RESIDUAL_SCALE if (i % 2 == 1 or i == len(convs) - 1) else 1.0
+                scale = RESIDUAL_SCALE if (i % 2 == 1 or i == len(convs) - 1) else 1.0
                 c = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1)
                 c.weight.copy_(conv.weight * scale)
                 c.bias.copy_(conv.bias * scale)
@@ -93,7 +89,6 @@ class ExportableKXNet(nn.Module):
 
     def _kernel_gradient(self, x, residual):
         s, p, r = self.scale, self.p, self.p // 2
-        hh, ww = s * self.h, s * self.w
         xp = F.pad(x, (r, r, r, r), mode="reflect")
         g = F.conv2d(xp, residual.reshape(1, 3, self.h, self.w), dilation=s)
         return g[0, :, :p, :p] * (1.0 / (3 * self.h * self.w))
@@ -151,14 +146,14 @@ class ExportableKXNet(nn.Module):
         ones = torch.ones(1, 1, self.h, self.w)
         for t in range(self.stages):
             residual = self._blur_downsample(x, k) - y
-            k = k - self.gamma[t] / _GAMMA_DIVISOR * self._kernel_gradient(x, residual)
+            k = k - self.gamma[t] / GAMMA_DIVISOR * self._kernel_gradient(x, residual)
             z = self.k_prox[t](torch.cat([k.unsqueeze(1).expand(1, 3, p, p), aux_k], dim=1))
-            k = F.relu(z[:, :3].mean(dim=1) + _PROJECTION_EPS)
+            k = F.relu(z[:, :3].mean(dim=1) + PROJECTION_EPS)
             k = k / k.sum(dim=(-2, -1), keepdim=True)
             aux_k = z[:, 3:]
             e = self._blur_downsample(x, k) - y
             both = self._adjoint(torch.cat([e, ones], dim=1), k, 4)
-            g = both[:, :3] / (both[:, 3:] + _NORMALISER_EPS)
+            g = both[:, :3] / (both[:, 3:] + NORMALISER_EPS)
             v = self.x_prox[t](torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux_x], dim=1))
             x = F.pixel_shuffle(v[:, :n], s)
             aux_x = v[:, 2 * n + 3:]

@@ -54,7 +54,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..physics import blur_downsample, reflect_pad_adjoint
-from .kxnet import KXNet
+from .kxnet import NORMALISER_EPS, RESIDUAL_SCALE, KXNet, _ImageStage
 
 __all__ = [
     "FusedProxNet",
@@ -67,9 +67,7 @@ __all__ = [
     "prox_nets",
 ]
 
-_RESIDUAL_SCALE = 0.1   # the prox nets' z + 0.1·RB(z) (KXNET.md §3.4)
 _BLOCKS = 4             # residual blocks before the final convolution
-_NORMALISER_EPS = 1e-10  # Ĝ = G / (Dᵀ1 + 1e−10)
 
 
 def mkldnn_fusion_available() -> bool:
@@ -123,7 +121,7 @@ class FusedProxNet(nn.Module):
         with torch.no_grad():
             for i, conv in enumerate(convs):
                 second = i % 2 == 1 or i == len(convs) - 1  # 2nd conv of a block, and the last
-                scale = _RESIDUAL_SCALE if second else 1.0
+                scale = RESIDUAL_SCALE if second else 1.0
                 w = conv.weight.new_zeros(cp, cp, 3, 3)
                 w[:c, :c] = conv.weight * scale
                 b = conv.bias.new_zeros(cp)
@@ -272,28 +270,23 @@ def image_step_gradient_fast(x: torch.Tensor, y: torch.Tensor, kernel: torch.Ten
     e = blur_downsample(x, kernel, scale) - y
     both = _FAST_ADJOINTS[mode](torch.cat([e, e.new_ones(b, 1, e.shape[-2], e.shape[-1])], dim=1), kernel,
                                 scale, (x.shape[-2], x.shape[-1]))
-    return both[:, :c] / (both[:, c:] + _NORMALISER_EPS)
+    return both[:, :c] / (both[:, c:] + NORMALISER_EPS)
 
 
-class _FastImageStage(nn.Module):
+class _FastImageStage(_ImageStage):
     """X-net of one stage (§3.3) for a :class:`FusedProxNet`: the fast X-step gradient, and the
     prox input assembled straight into one channels-last (NHWC), channel-padded buffer."""
 
-    def __init__(self, stage: nn.Module, prox: FusedProxNet):
-        super().__init__()
-        self.scale = stage.scale
-        self.mode = stage.mode
-        self.X_ProNet = prox
+    step_gradient = staticmethod(image_step_gradient_fast)
 
     def forward(self, x, y, kernel, aux):
         s = self.scale
-        g = image_step_gradient_fast(x, y, kernel, s, self.mode)
         prox = self.X_ProNet
         b, _, hh, ww = x.shape
         h, w = y.shape[-2:]
         if not prox.channels_last or not prox.kept_outputs or (hh, ww) != (s * h, s * w):
-            v = prox(torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux], dim=1))
-            return F.pixel_shuffle(v[:, : 3 * s * s], s), v[:, 6 * s * s + 3:]
+            return super().forward(x, y, kernel, aux)
+        g = self.step_gradient(x, y, kernel, s, self.mode)
         n, c = 3 * s * s, prox.channels
         buf = x.new_empty(b, h, w, prox.padded_channels)
         # pixel_unshuffle written in place: channel c·s² + di·s + dj ← HR pixel (s·i + di, s·j + dj)
@@ -406,7 +399,7 @@ def optimize(model: KXNet, channels_last: bool = True, pad_channels: int | None 
                              channels_last=channels_last, prepack=prepack, kept_outputs=kept)
         setattr(stage, name, fused.to(device))
     if fast_stages:
-        model.X_stage = nn.ModuleList(_FastImageStage(stage, stage.X_ProNet) for stage in model.X_stage)
+        model.X_stage = nn.ModuleList(_FastImageStage(stage.scale, stage.mode, stage.X_ProNet) for stage in model.X_stage)
     for p in model.parameters():
         p.requires_grad_(False)
     model.__class__ = OptimizedKXNet

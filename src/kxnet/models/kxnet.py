@@ -44,10 +44,11 @@ __all__ = [
 _ADJOINTS = {"official": back_project, "exact": blur_downsample_adjoint}
 MODES = tuple(_ADJOINTS)
 
-_NORMALISER_EPS = 1e-10     # release: G / (Dᵀ1 + 1e−10)
-_PROJECTION_EPS = 1e-5      # release: ReLU(K + 1e−5) / Σ
-_GAMMA_DIVISOR = 10         # release: K − γ/10 · G_K
-_RESIDUAL_SCALE = 0.1       # prox nets: z + 0.1·RB(z)
+# The release's constants (KXNET.md §3.3–3.4); every other formulation of the network imports these.
+NORMALISER_EPS = 1e-10      # release: G / (Dᵀ1 + 1e−10)
+PROJECTION_EPS = 1e-5       # release: ReLU(K + 1e−5) / Σ
+GAMMA_DIVISOR = 10          # release: K − γ/10 · G_K
+RESIDUAL_SCALE = 0.1        # prox nets: z + 0.1·RB(z)
 
 
 def _bank_scales(setting: int) -> dict[int, int]:
@@ -140,7 +141,7 @@ def image_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, 
     adjoint = _ADJOINTS[mode]
     hr_hw = (x.shape[-2], x.shape[-1])
     e = blur_downsample(x, kernel, scale) - y
-    return adjoint(e, kernel, scale, hr_hw) / (adjoint(torch.ones_like(e), kernel, scale, hr_hw) + _NORMALISER_EPS)
+    return adjoint(e, kernel, scale, hr_hw) / (adjoint(torch.ones_like(e), kernel, scale, hr_hw) + NORMALISER_EPS)
 
 
 def _conv3x3(channels: int) -> nn.Conv2d:
@@ -161,38 +162,47 @@ class _ProxNet(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         z = u
         for name in self._names[:-1]:
-            z = F.relu(z + _RESIDUAL_SCALE * self._modules[name](z))
-        return F.relu(u + _RESIDUAL_SCALE * self._modules[self._names[-1]](z))
+            z = F.relu(z + RESIDUAL_SCALE * self._modules[name](z))
+        return F.relu(u + RESIDUAL_SCALE * self._modules[self._names[-1]](z))
 
 
 class _KernelStage(nn.Module):
-    """K-net of one stage (§3.3): gradient step, prox, projection onto {K > 0, ΣK = 1}."""
+    """K-net of one stage (§3.3): gradient step, prox, projection onto {K > 0, ΣK = 1}.
 
-    def __init__(self, config: KXNetConfig):
+    ``step_gradient`` is the data-gradient function; the reference model swaps in the paper's
+    patch-matrix form of the same formula (:mod:`kxnet.models.reference`).
+    """
+
+    step_gradient = staticmethod(kernel_step_gradient)
+
+    def __init__(self, scale: int, prox: nn.Module):
         super().__init__()
-        self.scale = config.scale
-        self.K_ProNet = _ProxNet(config.kernel_channels, "resk")
+        self.scale = scale
+        self.K_ProNet = prox
 
     def forward(self, x, y, kernel, aux, gamma):
-        k = kernel - gamma / _GAMMA_DIVISOR * kernel_step_gradient(x, y, kernel, self.scale)
+        k = kernel - gamma / GAMMA_DIVISOR * self.step_gradient(x, y, kernel, self.scale)
         z = self.K_ProNet(torch.cat([k.unsqueeze(1).expand(-1, 3, -1, -1), aux], dim=1))
-        k = F.relu(z[:, :3].mean(dim=1) + _PROJECTION_EPS)
+        k = F.relu(z[:, :3].mean(dim=1) + PROJECTION_EPS)
         return k / k.sum(dim=(-2, -1), keepdim=True), z[:, 3:]
 
 
 class _ImageStage(nn.Module):
     """X-net of one stage (§3.3): the prox net sees X and Ĝ space-to-depth at LR resolution
-    (there is no explicit gradient step; ``eta_stage`` is unused, as in the release)."""
+    (there is no explicit gradient step; ``eta_stage`` is unused, as in the release).
+    ``step_gradient`` computes Ĝ; the reference and fast models swap in other forms of it."""
 
-    def __init__(self, config: KXNetConfig):
+    step_gradient = staticmethod(image_step_gradient)
+
+    def __init__(self, scale: int, mode: str, prox: nn.Module):
         super().__init__()
-        self.scale = config.scale
-        self.mode = config.mode
-        self.X_ProNet = _ProxNet(config.image_channels, "resx")
+        self.scale = scale
+        self.mode = mode
+        self.X_ProNet = prox
 
     def forward(self, x, y, kernel, aux):
         s = self.scale
-        g = image_step_gradient(x, y, kernel, s, self.mode)
+        g = self.step_gradient(x, y, kernel, s, self.mode)
         v = self.X_ProNet(torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux], dim=1))
         # channels 3s² … 6s²+2 (where Ĝ and Y went in) are dropped, as in the release
         return F.pixel_shuffle(v[:, : 3 * s * s], s), v[:, 6 * s * s + 3:]
@@ -206,8 +216,10 @@ class KXNet(nn.Module):
         self.config = config
         c = config
         # Registration order and names follow the release so state dicts list alike.
-        self.X_stage = nn.ModuleList(_ImageStage(c) for _ in range(c.stages))
-        self.K_stage = nn.ModuleList(_KernelStage(c) for _ in range(c.stages))
+        self.X_stage = nn.ModuleList(_ImageStage(c.scale, c.mode, _ProxNet(c.image_channels, "resx"))
+                                     for _ in range(c.stages))
+        self.K_stage = nn.ModuleList(_KernelStage(c.scale, _ProxNet(c.kernel_channels, "resk"))
+                                     for _ in range(c.stages))
         laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
         self.AV_X_ker = nn.Parameter(laplacian.repeat(c.aux_x_channels, 3, 1, 1))
         bank = auxiliary_bank(c.setting, _bank_scales(c.setting)[c.kernel_size])

@@ -17,49 +17,24 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..physics.reference import image_step_gradient_reference, kernel_step_gradient_reference
-from .kxnet import KXNet, KXNetConfig
+from .kxnet import KXNet, KXNetConfig, _ImageStage, _KernelStage
 
 __all__ = ["KXNetReference", "reference_model"]
 
-# The release's constants (KXNET.md §3.3); the same values as in kxnet.py.
-_PROJECTION_EPS = 1e-5
-_GAMMA_DIVISOR = 10
+
+class _ReferenceKernelStage(_KernelStage):
+    """K-net of one stage (§3.3) with the patch-matrix kernel gradient."""
+
+    step_gradient = staticmethod(kernel_step_gradient_reference)
 
 
-class _ReferenceKernelStage(nn.Module):
-    """K-net of one stage (§3.3) with the patch-matrix kernel gradient; shares ``K_ProNet``."""
+class _ReferenceImageStage(_ImageStage):
+    """X-net of one stage (§3.3) with grouped-convolution ``D_K``/``Dᵀ_K``."""
 
-    def __init__(self, stage: nn.Module):
-        super().__init__()
-        self.scale = stage.scale
-        self.K_ProNet = stage.K_ProNet
-
-    def forward(self, x, y, kernel, aux, gamma):
-        k = kernel - gamma / _GAMMA_DIVISOR * kernel_step_gradient_reference(x, y, kernel, self.scale)
-        z = self.K_ProNet(torch.cat([k.unsqueeze(1).expand(-1, 3, -1, -1), aux], dim=1))
-        k = F.relu(z[:, :3].mean(dim=1) + _PROJECTION_EPS)
-        return k / k.sum(dim=(-2, -1), keepdim=True), z[:, 3:]
-
-
-class _ReferenceImageStage(nn.Module):
-    """X-net of one stage (§3.3) with grouped-convolution ``D_K``/``Dᵀ_K``; shares ``X_ProNet``."""
-
-    def __init__(self, stage: nn.Module):
-        super().__init__()
-        self.scale = stage.scale
-        self.mode = stage.mode
-        self.X_ProNet = stage.X_ProNet
-
-    def forward(self, x, y, kernel, aux):
-        s = self.scale
-        g = image_step_gradient_reference(x, y, kernel, s, self.mode)
-        v = self.X_ProNet(torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux], dim=1))
-        return F.pixel_shuffle(v[:, : 3 * s * s], s), v[:, 6 * s * s + 3:]
+    step_gradient = staticmethod(image_step_gradient_reference)
 
 
 class KXNetReference(KXNet):
@@ -70,8 +45,9 @@ class KXNetReference(KXNet):
         self._use_reference_stages()
 
     def _use_reference_stages(self) -> None:
-        self.X_stage = nn.ModuleList(_ReferenceImageStage(s) for s in self.X_stage)
-        self.K_stage = nn.ModuleList(_ReferenceKernelStage(s) for s in self.K_stage)
+        # the new stages share the model's prox nets: only the physics differs
+        self.X_stage = nn.ModuleList(_ReferenceImageStage(s.scale, s.mode, s.X_ProNet) for s in self.X_stage)
+        self.K_stage = nn.ModuleList(_ReferenceKernelStage(s.scale, s.K_ProNet) for s in self.K_stage)
 
     @classmethod
     def from_model(cls, model: KXNet) -> "KXNetReference":
