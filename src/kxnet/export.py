@@ -28,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .models.kxnet import GAMMA_DIVISOR, NORMALISER_EPS, PROJECTION_EPS, RESIDUAL_SCALE, KXNet
+from .models.fast import folded_prox_params
+from .models.kxnet import GAMMA_DIVISOR, NORMALISER_EPS, PROJECTION_EPS, KXNet
 
 __all__ = ["ExportableKXNet", "OnnxReport", "export_onnx", "onnx_session", "run_onnx", "compare_backends"]
 
@@ -41,16 +42,12 @@ class _FoldedProxNet(nn.Module):
 
     def __init__(self, prox: nn.Module):
         super().__init__()
-        convs = [m for m in prox.modules() if isinstance(m, nn.Conv2d)]
-        if len(convs) != 9:
-            raise ValueError(f"expected a prox net of 9 convolutions, found {len(convs)}")
         self.convs = nn.ModuleList()
         with torch.no_grad():
-            for i, conv in enumerate(convs):
-                scale = RESIDUAL_SCALE if (i % 2 == 1 or i == len(convs) - 1) else 1.0
-                c = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1)
-                c.weight.copy_(conv.weight * scale)
-                c.bias.copy_(conv.bias * scale)
+            for w, b in folded_prox_params(prox):
+                c = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
+                c.weight.copy_(w)
+                c.bias.copy_(b)
                 self.convs.append(c)
 
     def forward(self, u):

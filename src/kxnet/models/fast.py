@@ -58,6 +58,7 @@ from .kxnet import NORMALISER_EPS, RESIDUAL_SCALE, KXNet, _ImageStage
 
 __all__ = [
     "FusedProxNet",
+    "folded_prox_params",
     "OptimizedKXNet",
     "back_project_phases",
     "blur_downsample_adjoint_phases",
@@ -85,6 +86,19 @@ def _prox_convs(prox: nn.Module) -> list[nn.Conv2d]:
                 (c, c, (3, 3), (1, 1), (1, 1), (1, 1), 1) or m.bias is None:
             raise ValueError("prox-net convolutions must all be C→C, 3×3, padding 1, stride 1, with bias")
     return convs
+
+
+def folded_prox_params(prox: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The prox net's (weight, bias) pairs with the 0.1 residual scale folded into the second
+    convolution of each block and the last one: ``z + 0.1·conv(·)`` is ``z + conv′(·)``."""
+    convs = _prox_convs(prox)
+    params = []
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            second = i % 2 == 1 or i == len(convs) - 1  # 2nd conv of a block, and the last
+            scale = RESIDUAL_SCALE if second else 1.0
+            params.append((conv.weight * scale, conv.bias * scale))
+    return params
 
 
 def _round_up(n: int, multiple: int | None) -> int:
@@ -119,13 +133,11 @@ class FusedProxNet(nn.Module):
         c, cp = self.channels, self.padded_channels
         weights, biases = [], []
         with torch.no_grad():
-            for i, conv in enumerate(convs):
-                second = i % 2 == 1 or i == len(convs) - 1  # 2nd conv of a block, and the last
-                scale = RESIDUAL_SCALE if second else 1.0
-                w = conv.weight.new_zeros(cp, cp, 3, 3)
-                w[:c, :c] = conv.weight * scale
-                b = conv.bias.new_zeros(cp)
-                b[:c] = conv.bias * scale
+            for folded_w, folded_b in folded_prox_params(prox):
+                w = folded_w.new_zeros(cp, cp, 3, 3)
+                w[:c, :c] = folded_w
+                b = folded_b.new_zeros(cp)
+                b[:c] = folded_b
                 weights.append(w.contiguous(memory_format=fmt))
                 biases.append(b)
             self.kept_outputs = [(int(a), int(b)) for a, b in kept_outputs] if kept_outputs else None
