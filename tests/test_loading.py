@@ -121,7 +121,7 @@ def test_clear_errors(model, tmp_path):
     torch.save({**state, "kernel_map0": torch.zeros(24, 11, 11)}, tmp_path / "shape.pth")
     assert "kernel_map0" in _error(tmp_path / "shape.pth")
     torch.save({"a": torch.zeros(2), "b": torch.zeros(3)}, tmp_path / "other.pth")
-    assert "not a KXNet state dict" in _error(tmp_path / "other.pth")
+    assert "not a state dict of any known architecture" in _error(tmp_path / "other.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     assert "list.pth" in _error(tmp_path / "list.pth")
 

@@ -37,18 +37,20 @@ class ScaleMismatchError(ValueError):
 
 
 def open_model(model=None, scale: int | None = None, device="cpu"):
-    """A KXNet and a description of where it came from: ``(model, meta)``.
+    """A model and a description of where it came from: ``(model, meta)``.
 
-    ``model`` is a shipped weights name (see ``kxnet models``), a checkpoint path, a KXNet
+    ``model`` is a shipped weights name (see ``kxnet models``), a checkpoint path, a model
     instance, or ``None`` for :func:`default_model_name` at ``scale`` (×4 if not given). A
     ``scale`` that differs from the checkpoint's raises :class:`ScaleMismatchError`.
     ``meta`` holds the name, file, SHA-256 and config, for reports and sidecars.
     """
     from .io import file_sha256
-    from .models import KXNet, load_model
+    import torch.nn as nn
+
+    from .models import load_model
     from .models.loading import locate_weights, shipped_models
 
-    if isinstance(model, KXNet):
+    if isinstance(model, nn.Module):
         net, meta = model, {"name": None, "file": None, "sha256": None}
     else:
         spec = default_model_name(scale or 4) if model is None else model
@@ -158,7 +160,7 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     """Super-resolve one image with KXNet, estimating its blur kernel (or using ``kernel``).
 
     ``image_or_path``: a file path, a NumPy array (H×W grey or H×W×3/4, uint8/uint16/float in
-    [0, 1]) or a PIL image. ``model``: a shipped name, a checkpoint path or a KXNet (default:
+    [0, 1]) or a PIL image. ``model``: a shipped name, a checkpoint path or a model instance (default:
     the setting-2 weights for ``scale``); ``scale=None`` takes the model's. ``device``:
     ``"cpu"``, ``"cuda"`` or ``None``/``"auto"``. ``tile``: tile side in LR pixels (``None``
     default, ``0`` never tile). ``kernel``: a p×p array (or a ``.npy``/image file) for

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from ..io import atomic_path, from_tensor, to_uint8
 from ..kernels import kernel_to_image
-from ..models import KXNetOutput
+from ..models import SROutput
 
 __all__ = ["default_stages", "render_stages"]
 
@@ -32,7 +32,7 @@ def _image_tile(x, tile_size: int) -> Image.Image:
     return img
 
 
-def render_stages(output: KXNetOutput, path: str | os.PathLike, index: int = 0,
+def render_stages(output: SROutput, path: str | os.PathLike, index: int = 0,
                   stages: list[int] | None = None, tile_size: int = 256) -> Path:
     """Write a PNG with, per stage, the clamped SR image and below it the kernel estimate.
 

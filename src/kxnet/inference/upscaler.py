@@ -283,7 +283,7 @@ class Upscaler:
         ``kernel`` (optional): a p×p array/tensor used at every stage (non-blind), or a list
         of T per-stage kernels. The returned kernel is the p×p float32 estimate (K^T) or the
         kernel used. ``info`` describes the run (sizes, tiling, kernel fit, seconds).
-        ``output`` is the :class:`~kxnet.models.KXNetOutput` of the whole image, or for a
+        ``output`` is the :class:`~kxnet.models.SROutput` of the whole image, or for a
         tiled image that of the kernel crop, when ``keep_output`` (else ``None``).
         """
         t0 = time.perf_counter()
@@ -310,7 +310,7 @@ class Upscaler:
         if plan.count == 1:
             out = self._forward(lr, kernel)
             sr = self._sr(out)
-            final_kernel = out.kernel[0]
+            final_kernel = out.kernel[0] if out.kernel is not None else None
             info["kernel_estimated_on"] = "whole image" if kernel is None else None
             output = out if keep_output else None
             del out
@@ -319,8 +319,10 @@ class Upscaler:
                 ch, cw = min(self.kernel_crop, ph), min(self.kernel_crop, pw)
                 y0, x0 = (ph - ch) // 2, (pw - cw) // 2
                 crop_out = self._forward(lr[..., y0:y0 + ch, x0:x0 + cw])
-                kernel = [k.detach().clone() for k in crop_out.stage_kernels]
-                final_kernel = kernel[-1][0]
+                # the estimate in the form the model takes back (KXNet: its per-stage kernels)
+                kernel = crop_out.condition if crop_out.condition is not None else \
+                    [k.detach().clone() for k in crop_out.stage_kernels]
+                final_kernel = crop_out.kernel[0] if crop_out.kernel is not None else None
                 info["kernel_estimated_on"] = {"x": x0, "y": y0, "width": cw, "height": ch}
                 output = crop_out if keep_output else None
                 del crop_out

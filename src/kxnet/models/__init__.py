@@ -1,21 +1,44 @@
-"""Model architectures by name (:func:`create_model`) and their weights (:func:`load_model`)."""
+"""Model architectures by name (:func:`create_model`) and their weights (:func:`load_model`).
 
-from .registry import create_model, is_model, list_models, register_model
+Importing this package registers every method: each module registers its factories and its
+:class:`Architecture` when imported, so a new method is one new module listed below.
+"""
+
+from .registry import (
+    Architecture,
+    architecture,
+    architecture_of,
+    architectures,
+    create_model,
+    detect_architecture,
+    is_model,
+    list_models,
+    register_architecture,
+    register_model,
+)
+from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
+    "Architecture",
     "Bicubic",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",
     "ModelLoadError",
+    "SROutput",
+    "architecture",
+    "architecture_of",
+    "architectures",
     "convert_checkpoint",
     "create_model",
+    "detect_architecture",
     "is_model",
     "list_models",
     "load_model",
+    "register_architecture",
     "register_model",
     "resolve_method",
     "resolve_weights",

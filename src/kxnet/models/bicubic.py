@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..kernels import SCALES
 from ..physics import bicubic_upsample
-from .kxnet import KXNetOutput
+from .output import SROutput
 from .registry import register_model
 
 __all__ = ["Bicubic", "bicubic"]
@@ -23,9 +23,9 @@ class Bicubic(nn.Module):
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
         self.scale = scale
 
-    def forward(self, y: torch.Tensor, kernel: torch.Tensor | None = None) -> KXNetOutput:
+    def forward(self, y: torch.Tensor, kernel: torch.Tensor | None = None) -> SROutput:
         """``kernel`` is accepted for interface compatibility and ignored."""
-        return KXNetOutput(bicubic_upsample(y, self.scale), None, [], [])
+        return SROutput(bicubic_upsample(y, self.scale), None, [], [])
 
 
 @register_model

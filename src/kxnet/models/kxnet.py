@@ -17,7 +17,8 @@ Two modes share the weights and differ only in the X-step's back-projection:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import NamedTuple
+import math
+import re
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 
 from ..kernels import SCALES, SETTINGS, auxiliary_bank, initial_kernel, kernel_size
 from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
-from .registry import register_model
+from .output import SROutput
+from .registry import Architecture, register_architecture, register_model
 
 __all__ = [
     "MODES",
@@ -112,14 +114,8 @@ class KXNetConfig:
         return cls(**d)
 
 
-class KXNetOutput(NamedTuple):
-    """``sr`` = X^T (B×3×sh×sw, unclamped), ``kernel`` = K^T (B×p×p, None for non-learned
-    baselines); the per-stage lists hold X¹…X^T and K¹…K^T (empty for baselines)."""
-
-    sr: torch.Tensor
-    kernel: torch.Tensor | None
-    stage_images: list[torch.Tensor]
-    stage_kernels: list[torch.Tensor]
+# The release returns [srs, kernels]; every method here returns the shared SROutput.
+KXNetOutput = SROutput
 
 
 def kernel_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, scale: int) -> torch.Tensor:
@@ -309,3 +305,49 @@ def kxnet_x3(**overrides) -> KXNet:
 @register_model
 def kxnet_x4(**overrides) -> KXNet:
     return kxnet(scale=4, **overrides)
+
+
+# ----------------------------------------------------------------- the authors' layout (§4)
+
+_FIRST_X_CONV = "X_stage.0.X_ProNet.resx1.0.weight"
+
+
+def _is_kxnet_state(state: dict) -> bool:
+    return "kernel_map" in state or "AV_X_ker" in state or any(k.startswith("X_stage.") for k in state)
+
+
+def _infer_kxnet_config(state: dict) -> KXNetConfig:
+    """Hyper-parameters from shapes (KXNET.md §4).
+
+    The setting is not stored: at ×2/×3 it follows from p (21 ⇒ setting 1); at ×4 both
+    settings use 21×21 kernels and identical shapes, so setting 2 is assumed. The setting
+    only chooses the initial bank, which the checkpoint's ``kernel_map`` overrides.
+    """
+    missing = [k for k in ("kernel_map", "AV_X_ker", _FIRST_X_CONV) if k not in state]
+    if missing:
+        raise ValueError(f"not a KXNet state dict (missing {', '.join(missing[:3])})")
+    p = state["kernel_map"].shape[-1]
+    aux_x = state["AV_X_ker"].shape[0]
+    stage_ids = {int(m.group(1)) for k in state if (m := re.match(r"X_stage\.(\d+)\.", k))}
+    stages = state["gamma_stage"].shape[0] if "gamma_stage" in state else len(stage_ids)
+    c_x = state[_FIRST_X_CONV].shape[0]
+    s2 = (c_x - 3 - aux_x) / 6
+    scale = round(math.sqrt(s2)) if s2 > 0 else 0
+    if scale * scale != s2:
+        raise ValueError(f"X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
+    try:
+        ambiguous = kernel_size(1, scale) == kernel_size(2, scale)
+        setting = 1 if p == kernel_size(1, scale) and not ambiguous else 2
+        return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
+                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0])
+    except ValueError as e:
+        raise ValueError(f"unsupported KXNet shape ({e})") from e
+
+
+register_architecture(Architecture(
+    name="kxnet", model_class=KXNet, config_class=KXNetConfig,
+    detect=_is_kxnet_state, infer_config=_infer_kxnet_config,
+    # unused in forward, so freshly initialised values are exact (kernel_map0 is the initial bank)
+    optional_keys=frozenset({"kernel_map0", "eta_stage"}),
+    summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels",
+))

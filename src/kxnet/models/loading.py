@@ -1,18 +1,17 @@
-"""Reading and writing KXNet weights.
+"""Reading and writing the weights of every registered architecture.
 
-Our format is a safetensors file whose metadata carries ``format = "kxnet"`` and the
-:class:`KXNetConfig` as JSON. The authors' ``.pth`` state dicts (KXNET.md §4) load too: their
-hyper-parameters are inferred from tensor shapes, not from the file name, so a file that is
-not a KXNet — or is the wrong scale — fails with one clear :class:`ModelLoadError` instead of
-producing garbage later.
+Our format is a safetensors file whose metadata carries ``format = "kxnet"``, the
+architecture's name (``arch``; files written before there was more than one lack it and are
+KXNets) and its config as JSON. The authors' ``.pth`` state dicts load too: the architecture
+is recognised from the keys and its hyper-parameters inferred from tensor shapes, not from the
+file name (spandrel's way), so a file of no known architecture — or of the wrong scale — fails
+with one clear :class:`ModelLoadError` instead of producing garbage later.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -21,9 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..io import atomic_path, file_sha256
-from ..kernels import kernel_size
-from .kxnet import KXNet, KXNetConfig
-from .registry import create_model, is_model
+from .registry import Architecture, architecture, architecture_of, architectures, create_model, detect_architecture, \
+    is_model
 
 __all__ = ["ModelLoadError", "save_model", "load_model", "convert_checkpoint", "resolve_method", "resolve_weights",
            "shipped_models", "locate_weights"]
@@ -33,13 +31,10 @@ _MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
 _CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors"}
 # Keys a training framework may nest the state dict under (the release itself never nests).
 _NESTING_KEYS = ("state_dict", "params", "model")
-# Tensors older or hand-made checkpoints may lack; both are unused in forward, so the
-# freshly initialised values are exact (kernel_map0 is the initial bank by definition).
-_OPTIONAL_KEYS = {"kernel_map0", "eta_stage"}
 
 
 class ModelLoadError(ValueError):
-    """A file or name that cannot be turned into a KXNet; the message names it and says why."""
+    """A file or name that cannot be turned into a model; the message names it and says why."""
 
 
 def _one_line(e: BaseException) -> str:
@@ -53,22 +48,21 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 # ---------------------------------------------------------------------------------- saving
 
-def save_model(model: KXNet, path: str | os.PathLike, fp16: bool = False,
+def save_model(model: nn.Module, path: str | os.PathLike, fp16: bool = False,
                extra_metadata: dict | None = None) -> Path:
     """Write ``model`` as a safetensors file, atomically (a crash never leaves half a file).
 
     ``fp16`` halves the file by storing floating tensors as float16; :func:`load_model`
     upcasts them to float32. ``extra_metadata`` values that are not strings are stored as JSON.
     """
-    if not isinstance(model, KXNet):
-        raise TypeError(f"save_model writes KXNet models, got {type(model).__name__}")
+    arch = architecture_of(model)  # TypeError for a model no loader could rebuild
     path = Path(path)
     tensors = {}
     for key, t in model.state_dict().items():
         t = t.detach().to("cpu")
         tensors[key] = (t.half() if fp16 and t.is_floating_point() else t).contiguous()
     metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()}
-    metadata.update(format=FORMAT, config=json.dumps(model.config.to_dict()))
+    metadata.update(format=FORMAT, arch=arch.name, config=json.dumps(model.config.to_dict()))
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -123,7 +117,7 @@ def locate_weights(path_or_name: str | os.PathLike) -> tuple[Path, str | None]:
     raise ModelLoadError(f"{path}: no such file")
 
 
-def _read_safetensors(path: Path) -> tuple[dict, KXNetConfig | None]:
+def _read_safetensors(path: Path) -> tuple[dict, tuple[Architecture, object] | None]:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
@@ -133,9 +127,13 @@ def _read_safetensors(path: Path) -> tuple[dict, KXNetConfig | None]:
     if metadata.get("format") != FORMAT:
         return state, None  # e.g. a converted official state dict: infer like a .pth
     try:
-        return state, KXNetConfig.from_dict(json.loads(metadata["config"]))
+        arch = architecture(metadata.get("arch", "kxnet"))
+    except ValueError as e:
+        raise ModelLoadError(f"{path}: {e}") from e
+    try:
+        return state, (arch, arch.config_class.from_dict(json.loads(metadata["config"])))
     except (KeyError, TypeError, ValueError) as e:
-        raise ModelLoadError(f"{path}: invalid KXNet config in the metadata ({_one_line(e)})") from e
+        raise ModelLoadError(f"{path}: invalid {arch.name} config in the metadata ({_one_line(e)})") from e
 
 
 def _unwrap(obj, path: Path) -> dict[str, torch.Tensor]:
@@ -162,11 +160,11 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load surfaces corrupt input as many unrelated exception types
-        raise ModelLoadError(f"{path}: not a KXNet checkpoint ({_one_line(e)})") from e
+        raise ModelLoadError(f"{path}: not a model checkpoint ({_one_line(e)})") from e
     return _unwrap(obj, path)
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], KXNetConfig | None]:
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], tuple[Architecture, object] | None]:
     """Dispatch on content: a safetensors file starts with an 8-byte header length and ``{``."""
     try:
         with open(path, "rb") as f:
@@ -180,69 +178,54 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], KXNetConfig | None]:
     return _read_torch(path), None
 
 
-def _infer_config(state: dict[str, torch.Tensor], path: Path) -> KXNetConfig:
-    """Hyper-parameters from shapes (KXNET.md §4).
-
-    The setting is not stored: at ×2/×3 it follows from p (21 ⇒ setting 1); at ×4 both
-    settings use 21×21 kernels and identical shapes, so setting 2 is assumed. The setting
-    only chooses the initial bank, which the checkpoint's ``kernel_map`` overrides.
-    """
-    first_conv = "X_stage.0.X_ProNet.resx1.0.weight"
-    missing = [k for k in ("kernel_map", "AV_X_ker", first_conv) if k not in state]
-    if missing:
-        raise ModelLoadError(f"{path}: not a KXNet state dict (missing {_few(missing)})")
-    p = state["kernel_map"].shape[-1]
-    aux_x = state["AV_X_ker"].shape[0]
-    stage_ids = {int(m.group(1)) for k in state if (m := re.match(r"X_stage\.(\d+)\.", k))}
-    stages = state["gamma_stage"].shape[0] if "gamma_stage" in state else len(stage_ids)
-    c_x = state[first_conv].shape[0]
-    s2 = (c_x - 3 - aux_x) / 6
-    scale = round(math.sqrt(s2)) if s2 > 0 else 0
-    if scale * scale != s2:
-        raise ModelLoadError(f"{path}: X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
+def _infer(state: dict[str, torch.Tensor], path: Path) -> tuple[Architecture, object]:
+    """The architecture a state dict in the authors' layout belongs to, and its config."""
+    arch = detect_architecture(state)
+    if arch is None:
+        known = ", ".join(a.name for a in architectures())
+        raise ModelLoadError(f"{path}: not a state dict of any known architecture ({known}); "
+                             f"keys: {_few(sorted(state))}")
     try:
-        ambiguous = kernel_size(1, scale) == kernel_size(2, scale)
-        setting = 1 if p == kernel_size(1, scale) and not ambiguous else 2
-        return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
-                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0])
+        return arch, arch.infer_config(state)
     except ValueError as e:
-        raise ModelLoadError(f"{path}: unsupported KXNet shape ({e})") from e
+        raise ModelLoadError(f"{path}: {e}") from e
 
 
-def _load_state(model: KXNet, state: dict[str, torch.Tensor], path: Path) -> None:
+def _load_state(model: nn.Module, arch: Architecture, state: dict[str, torch.Tensor], path: Path) -> None:
     expected = model.state_dict()
     unknown = sorted(set(state) - set(expected))
     if unknown:
-        raise ModelLoadError(f"{path}: unexpected tensors for a {model.config.stages}-stage KXNet: {_few(unknown)}")
-    missing = sorted(set(expected) - set(state) - _OPTIONAL_KEYS)
+        raise ModelLoadError(f"{path}: unexpected tensors for a {arch.name} ({arch.summary(model.config)}): "
+                             f"{_few(unknown)}")
+    missing = sorted(set(expected) - set(state) - arch.optional_keys)
     if missing:
         raise ModelLoadError(f"{path}: missing tensors {_few(missing)}")
     for key, t in state.items():
-        if t.shape != expected[key].shape or not t.is_floating_point():
+        if t.shape != expected[key].shape or t.is_floating_point() != expected[key].is_floating_point():
+            kind = "floating" if expected[key].is_floating_point() else str(expected[key].dtype)
             raise ModelLoadError(f"{path}: {key} is {t.dtype} {tuple(t.shape)}, "
-                                 f"expected floating {tuple(expected[key].shape)}")
+                                 f"expected {kind} {tuple(expected[key].shape)}")
     model.load_state_dict(state, strict=False)  # copies upcast float16 files to float32
 
 
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu",
-               expected_scale: int | None = None) -> KXNet:
-    """A KXNet in eval mode from our safetensors, an official ``.pth``, or a shipped name.
+               expected_scale: int | None = None) -> nn.Module:
+    """A model in eval mode from our safetensors, an authors' ``.pth``, or a shipped name.
 
     ``expected_scale`` turns a checkpoint of another scale into an error rather than a
     model that would silently super-resolve by the wrong factor.
     """
     path, _ = locate_weights(path_or_name)
-    state, config = _read(path)
-    if config is None:
-        config = _infer_config(state, path)
+    state, found = _read(path)
+    arch, config = found if found is not None else _infer(state, path)
     if expected_scale is not None and config.scale != expected_scale:
         raise ModelLoadError(f"{path}: a ×{config.scale} model, but ×{expected_scale} was asked for")
-    model = KXNet(config)
-    _load_state(model, state, path)
+    model = arch.model_class(config)
+    _load_state(model, arch, state, path)
     return model.to(device).eval()
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False) -> KXNetConfig:
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False):
     """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config."""
     model = load_model(src)
     save_model(model, dst, fp16=fp16, extra_metadata={"source": Path(src).name})

@@ -124,12 +124,12 @@ def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, fp16: 
                    use_ema: bool = True) -> Path:
     """Write the weights of a ``.state`` checkpoint as a model file (EMA weights if present)."""
     from ..models import create_model, save_model
+    from .config import config_from_dict
 
     state = load_state(state_path)
-    cfg = state["config"]["model"]
+    m = config_from_dict(state["config"], str(state_path)).model
     weights = state["ema"]["module"] if use_ema and state.get("ema") else state["model"]
-    model = create_model(cfg["name"], scale=cfg["scale"], setting=cfg["setting"], stages=cfg["stages"],
-                         mode=cfg["mode"])
+    model = create_model(m.name, **m.factory_kwargs())
     model.load_state_dict(weights)
     meta = {"step": state["step"], "recipe": state["config"].get("name"), "ema": bool(use_ema and state.get("ema"))}
     return save_model(model, out, fp16=fp16, extra_metadata=meta)

@@ -44,13 +44,21 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Arguments of :func:`kxnet.models.create_model` (KXNET.md §3)."""
+    """Arguments of :func:`kxnet.models.create_model`: a registered name, scale and setting,
+    KXNet's ``stages`` and ``mode`` (KXNET.md §3; null = the factory's default, 19 and
+    official) and any other factory argument of the method under ``args``."""
 
     name: str = "kxnet"
     scale: int = 4
     setting: int = 2
-    stages: int = 19
-    mode: str = "official"
+    stages: int | None = None
+    mode: str | None = None
+    args: dict = field(default_factory=dict)
+
+    def factory_kwargs(self) -> dict:
+        kwargs = {"scale": self.scale, "setting": self.setting}
+        kwargs.update({k: v for k, v in (("stages", self.stages), ("mode", self.mode)) if v is not None})
+        return {**kwargs, **self.args}
 
 
 @dataclass
@@ -160,8 +168,8 @@ class Config:
         if m.name == "kxnet":
             from ..models import KXNetConfig
             try:
-                KXNetConfig(scale=m.scale, setting=m.setting, stages=m.stages, mode=m.mode)
-            except ValueError as e:
+                KXNetConfig(**m.factory_kwargs())
+            except (TypeError, ValueError) as e:
                 fail("model", str(e))
         if not d.hr_dirs:
             fail("data.hr_dirs", "needs at least one folder of HR images")
@@ -234,7 +242,7 @@ def _describe(tp) -> str:
         return f"a list of {_describe(get_args(tp)[0])}"
     if origin is tuple:
         return f"a list of {len(get_args(tp))} numbers"
-    if is_dataclass(tp):
+    if is_dataclass(tp) or tp is dict:
         return "a mapping"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
 
@@ -261,6 +269,10 @@ def _coerce(value: Any, tp, key: str):
         if not isinstance(value, dict):
             raise _Mismatch
         return _build(tp, value, key)
+    if tp is dict:                     # free-form arguments (model.args): checked by their user
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return dict(value)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -346,6 +358,8 @@ def config_from_dict(data: dict | None, source: str = "config") -> Config:
 def _schema_type(path: list[str], override: str):
     cls = Config
     for i, name in enumerate(path):
+        if cls is dict:                # model.args.loops=4: any key below a free-form mapping
+            return Any
         if not is_dataclass(cls):
             raise ConfigError(f"override {override!r}: {'.'.join(path[:i])} is not a section")
         names = [f.name for f in fields(cls)]

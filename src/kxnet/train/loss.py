@@ -1,17 +1,62 @@
-"""The training objective, paper Eq. 12 as the release computes it (KXNET.md §5).
+"""Training objectives: how each architecture is run on a training batch and scored.
 
+An :class:`Objective` pairs a forward (``model(batch["lr"])`` for blind methods; a non-blind
+method may read the true kernel and noise level from the batch) with a loss on the
+:class:`~kxnet.models.SROutput`. The trainer looks the objective up by the model's registered
+architecture, so it holds no method-specific code.
+
+KXNet's is paper Eq. 12 as the release computes it (KXNET.md §5):
 ``L = Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K)`` over the stages t = 1…T, with mean-reduced L1
 (``nn.L1Loss``), α_t = β_t = 0.1 for t < T and 1 for the last stage.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import LossConfig
 
-__all__ = ["stage_weights", "kxnet_loss"]
+__all__ = ["Objective", "blind_forward", "kxnet_loss", "objective_for", "register_objective", "stage_weights"]
+
+Batch = dict[str, torch.Tensor]   # "lr", "hr", "kernel" (B×p×p), "noise" (σn in [0, 1]), on the device
+
+
+def blind_forward(model: nn.Module, batch: Batch):
+    return model(batch["lr"])
+
+
+@dataclass(frozen=True)
+class Objective:
+    """``loss(output, batch, weights) → (total, parts)``; ``parts`` holds detached scalars
+    ``total``, ``image`` and ``kernel`` (zero where a method has no such term) for the logs."""
+
+    loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+    forward: Callable[[nn.Module, Batch], object] = blind_forward
+
+
+_objectives: dict[str, Objective] = {}
+
+
+def register_objective(arch_name: str, objective: Objective) -> Objective:
+    if arch_name in _objectives:
+        raise ValueError(f"an objective for {arch_name!r} is already registered")
+    _objectives[arch_name] = objective
+    return objective
+
+
+def objective_for(model: nn.Module) -> Objective:
+    """The objective of ``model``'s registered architecture."""
+    from ..models import architecture_of
+
+    name = architecture_of(model).name
+    if name not in _objectives:
+        raise ValueError(f"no training objective is registered for {name!r}")
+    return _objectives[name]
 
 
 def stage_weights(stages: int, weight: float, last_weight: float) -> list[float]:
@@ -48,3 +93,6 @@ def kxnet_loss(output, hr: torch.Tensor, kernel: torch.Tensor,
         "kernel": kernel_terms[-1].detach() if kernel_terms else hr.new_zeros(()),
     }
     return total, parts
+
+
+register_objective("kxnet", Objective(lambda out, batch, w: kxnet_loss(out, batch["hr"], batch["kernel"], w)))

@@ -1,4 +1,4 @@
-"""The training loop for any registered model with the KXNet output contract.
+"""The training loop for any registered architecture (its objective: :mod:`.loss`).
 
 One code path for one process and for ``torchrun`` (DistributedDataParallel: NCCL on CUDA,
 Gloo on CPU): each rank computes its slice of the global batch, DDP averages the gradients,
@@ -50,10 +50,10 @@ from .checkpoint import (
     save_state,
     set_rng_state,
 )
-from .config import Config, save_config
+from .config import Config, config_from_dict, save_config
 from .data import HRImagePool, TrainingSamples, build_loader, rank_slice
 from .ema import ModelEMA
-from .loss import kxnet_loss
+from .loss import objective_for
 
 __all__ = ["Trainer", "build_model", "build_optimizer", "train"]
 
@@ -67,9 +67,9 @@ def build_model(cfg: Config) -> nn.Module:
 
     m = cfg.model
     try:
-        model = create_model(m.name, scale=m.scale, setting=m.setting, stages=m.stages, mode=m.mode)
+        model = create_model(m.name, **m.factory_kwargs())
     except TypeError as e:
-        raise ValueError(f"model.name {m.name!r} does not take scale/setting/stages/mode ({e})") from None
+        raise ValueError(f"model.name {m.name!r} does not take {sorted(m.factory_kwargs())} ({e})") from None
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"model {m.name!r} has no trainable parameters")
     return model
@@ -148,9 +148,9 @@ class Trainer:
             if state_path is None:
                 raise FileNotFoundError(f"{resume}: no checkpoint to resume from (checkpoints/step_*.state)")
             state = load_state(state_path)
-            if state["config"]["model"] != cfg.to_dict()["model"]:
-                raise ValueError(f"{state_path}: was trained with model {state['config']['model']}, "
-                                 f"the config says {cfg.to_dict()['model']}")
+            trained = config_from_dict(state["config"], str(state_path)).model
+            if trained != cfg.model:
+                raise ValueError(f"{state_path}: was trained with model {trained}, the config says {cfg.model}")
             if resume.is_dir():
                 self.run_dir = resume.resolve()
                 cfg = replace(cfg, run_dir=str(self.run_dir))
@@ -165,6 +165,7 @@ class Trainer:
         if state is None and t.init_weights:
             self._load_init_weights(model, t.init_weights)
         self.model = model.to(self.device)
+        self.objective = objective_for(self.model)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
@@ -243,11 +244,14 @@ class Trainer:
         from ..models import load_model
 
         src = load_model(path)
-        mine, theirs = model.config, src.config
-        for key in ("scale", "kernel_size", "stages", "aux_x_channels", "aux_k_channels"):
-            if getattr(mine, key) != getattr(theirs, key):
-                raise ValueError(f"{path}: weights have {key}={getattr(theirs, key)}, "
-                                 f"the recipe's model has {key}={getattr(mine, key)}")
+        if type(src) is not type(model):
+            raise ValueError(f"{path}: weights of a {type(src).__name__}, the recipe's model is a {type(model).__name__}")
+        mine, theirs = model.config.to_dict(), src.config.to_dict()
+        for key in mine:
+            # the mode changes only the back-projection; every other field shapes the weights
+            if key != "mode" and mine[key] != theirs.get(key):
+                raise ValueError(f"{path}: weights have {key}={theirs.get(key)}, "
+                                 f"the recipe's model has {key}={mine[key]}")
         model.load_state_dict(src.state_dict())
         self._info(f"initialised from {path}")
 
@@ -333,17 +337,15 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on this rank's part of a batch; returns detached loss terms."""
         self.model.train()
-        lr = batch["lr"].to(self.device, non_blocking=True)
-        hr = batch["hr"].to(self.device, non_blocking=True)
-        kernel = batch["kernel"].to(self.device, non_blocking=True)
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         if self.cfg.train.channels_last:
-            lr = lr.contiguous(memory_format=torch.channels_last)
+            batch["lr"] = batch["lr"].contiguous(memory_format=torch.channels_last)
         self.optimizer.zero_grad(set_to_none=True)
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            out = self.forward_model(lr)
-        loss, parts = kxnet_loss(out, hr, kernel, self.cfg.train.loss)
+            out = self.objective.forward(self.forward_model, batch)
+        loss, parts = self.objective.loss(out, batch, self.cfg.train.loss)
         self.scaler.scale(loss).backward()
         clip = self.cfg.train.clip_grad_norm
         if clip > 0:
@@ -552,7 +554,7 @@ class Trainer:
         total, n = 0.0, len(self._val_batch["lr"])
         for i in range(0, n, self.cfg.train.batch):
             chunk = {k: x[i:i + self.cfg.train.batch].to(self.device) for k, x in self._val_batch.items()}
-            loss, _ = kxnet_loss(model(chunk["lr"]), chunk["hr"], chunk["kernel"], self.cfg.train.loss)
+            loss, _ = self.objective.loss(self.objective.forward(model, chunk), chunk, self.cfg.train.loss)
             total += float(loss) * len(chunk["lr"])
         model.train(was_training)
         return total / n
