@@ -25,7 +25,7 @@ def test_benchmark_writes_table_plots_and_json(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["benchmark", "--models", str(weights), "--data", str(data), "--sets", "Set5",
                  "--max-images", "Set5=1", "--noise", "0", "15", "--work", str(tmp_path / "work"),
-                 "--out", str(out), "--no-sweep"])
+                 "--out", str(out), "--no-sweep", "--oracle"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     report = json.loads((out / "results.json").read_text())
@@ -33,10 +33,27 @@ def test_benchmark_writes_table_plots_and_json(tmp_path, capsys):
     assert [c["noise"] for c in cells] == [0.0, 15.0]
     assert all(c["pairs"] == 8 and len(c["stage_psnr"]) == 2 for c in cells)
     # a subset is never compared with the paper's full-set number
-    assert all(c["paper_kxnet"] is None for c in cells)
+    assert all(c["paper"] is None for c in cells)
+    # kernel metrics in every cell, with K⁰'s error beside the estimate's, and the oracle run
+    for c in cells:
+        assert 0 <= c["kernel"]["kernel_l1"] <= 2 and 0 < c["kernel"]["initial_kernel_l1"] <= 2
+        assert c["kernel"]["width_order"]["compared"] > 0
+        assert c["oracle_psnr"] is not None and c["oracle_psnr"] != c["psnr"]
     assert "Set5 (first 1)" in (out / "results.md").read_text()
     assert (out / "stage_psnr.png").stat().st_size > 1000
+    assert (out / "kernels_tiny_Set5.png").stat().st_size > 1000
     assert "Set5 (first 1)" in captured.out
+
+    # finished cells are cached by the weights: a second run computes nothing again
+    cache = tmp_path / "work" / "cells"
+    (entry,) = list(cache.iterdir())
+    assert len(list(entry.glob("*.json"))) == 4        # 2 cells × (blind + oracle)
+    stamp = {p: p.stat().st_mtime_ns for p in entry.glob("*.json")}
+    assert main(["benchmark", "--models", str(weights), "--data", str(data), "--sets", "Set5",
+                 "--max-images", "Set5=1", "--noise", "0", "15", "--work", str(tmp_path / "work"),
+                 "--out", str(out), "--no-sweep", "--oracle"]) == 0
+    assert stamp == {p: p.stat().st_mtime_ns for p in entry.glob("*.json")}
+    assert json.loads((out / "results.json").read_text())["cells"][0]["psnr"] == cells[0]["psnr"]
 
 
 def test_markdown_table_gap_columns():
@@ -44,4 +61,4 @@ def test_markdown_table_gap_columns():
 
     c = Cell("m", "Set5", 2, 4, 0.0, 5, 40, 30.0, 0.85, 24.35, 0.7086, (30.99, 0.8815), (24.35, 0.7086))
     row = markdown_table([c]).splitlines()[-1]
-    assert "+5.65" in row and "-0.99" in row and "30.99 / 0.8815" in row
+    assert "+5.65" in row and "-0.99" in row and "KXNet 30.99 / 0.8815" in row

@@ -15,6 +15,8 @@ def add_parser(sub):
     p.add_argument("--per-stage", action="store_true", help="also report PSNR after every stage")
     p.add_argument("--per-image", action="store_true", help="print every pair, not only the average")
     p.add_argument("--limit", type=int, default=None, help="only the first N pairs")
+    p.add_argument("--oracle", action="store_true",
+                   help="non-blind: give the method each pair's true kernel (the oracle row)")
     p.add_argument("--json", help="write summary and per-image results as JSON")
     p.add_argument("--csv", help="write per-image results as CSV")
     p.add_argument("--quiet", action="store_true")
@@ -23,21 +25,25 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..degrade.testsets import load_manifest
+    from ..inference.benchmark import inference_runner
     from ..inference.evaluate import evaluate, write_reports
     from ..models import resolve_method
 
     manifest = load_manifest(args.data)
-    model = resolve_method(args.method, scale=manifest["scale"], device=args.device)
-    result = evaluate(model, args.data, args.method, args.device, args.per_stage, args.limit, progress=not args.quiet)
+    model = inference_runner(resolve_method(args.method, scale=manifest["scale"], device=args.device))
+    result = evaluate(model, args.data, args.method, args.device, args.per_stage, args.limit,
+                      progress=not args.quiet, oracle=args.oracle)
     if args.per_image:
         for p in result.pairs:
             extra = f"  kernel PSNR {p.kernel_psnr:.2f}" if p.kernel_psnr is not None else ""
             print(f"{p.lr}\t{p.psnr:.4f}\t{p.ssim:.4f}{extra}")
     s = result.summary()
-    line = f"{s['set']} x{s['scale']} setting {s['setting']} noise {s['noise']:g} [{args.method}] " \
+    mode = ", oracle: true kernels" if args.oracle else ""
+    line = f"{s['set']} x{s['scale']} setting {s['setting']} noise {s['noise']:g} [{args.method}{mode}] " \
            f"{s['pairs']} pairs: PSNR {s['psnr']:.4f} dB  SSIM {s['ssim']:.4f}"
     if s["kernel_psnr"] is not None:
-        line += f"  kernel PSNR {s['kernel_psnr']:.2f} dB  LR-consistency {s['lr_psnr']:.2f} dB"
+        line += (f"  kernel PSNR {s['kernel_psnr']:.2f} dB  kernel L1 {s['kernel_l1']:.3f}  "
+                 f"LR-consistency {s['lr_psnr']:.2f} dB")
     print(line)
     if s["stage_psnr"]:
         print("per-stage PSNR: " + " ".join(f"{v:.2f}" for v in s["stage_psnr"]))

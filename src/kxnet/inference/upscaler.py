@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from ..io import Image, ImageError, from_tensor, luma, read_image, to_tensor
+from ..metrics import gaussian_fit as kernel_parameters
 from ..models.fast import optimize
 from ..models.kxnet import KXNet
 from ..physics import bicubic_upsample
@@ -161,44 +162,6 @@ def load_kernel(path: str | Path, size: int) -> torch.Tensor:
         img = read_image(path)
         arr = luma(img.rgb.astype(np.float64))
     return prepare_kernel(arr, size, name=str(path))
-
-
-def kernel_parameters(kernel) -> dict:
-    """A Gaussian fitted to a kernel by its moments (KXNET.md §2.2 conventions).
-
-    ``sigma_x ≥ sigma_y`` are the principal standard deviations in HR pixels; ``theta_deg``
-    ∈ [0, 180) is the direction of the σx (major) axis, ``x`` = column to the right, ``y`` =
-    row down (so positive angles turn clockwise on screen); ``centre_offset`` = (x, y) of the
-    centroid relative to the kernel's centre tap. Plus the peak tap and the entropy in bits.
-    Moments of a p×p kernel are those of the truncated Gaussian: σ of wide blurs read low.
-    """
-    k = kernel.detach().cpu().double().numpy() if isinstance(kernel, torch.Tensor) else np.asarray(kernel, np.float64)
-    k = np.clip(k, 0.0, None)
-    total = k.sum()
-    p = k.shape[-1]
-    if total <= 0:
-        return {"size": p, "sigma_x": None, "sigma_y": None, "theta_deg": None,
-                "centre_offset": None, "peak": 0.0, "entropy_bits": None}
-    k = k / total
-    c = (np.arange(p) - p // 2).astype(np.float64)
-    yy, xx = np.meshgrid(c, c, indexing="ij")
-    mx, my = (k * xx).sum(), (k * yy).sum()
-    cxx = (k * (xx - mx) ** 2).sum()
-    cyy = (k * (yy - my) ** 2).sum()
-    cxy = (k * (xx - mx) * (yy - my)).sum()
-    half_trace, det_part = (cxx + cyy) / 2, math.hypot((cxx - cyy) / 2, cxy)
-    l1, l2 = half_trace + det_part, max(half_trace - det_part, 0.0)
-    theta = math.degrees(0.5 * math.atan2(2 * cxy, cxx - cyy)) % 180.0
-    nz = k[k > 0]
-    return {
-        "size": p,
-        "sigma_x": round(math.sqrt(l1), 4),
-        "sigma_y": round(math.sqrt(l2), 4),
-        "theta_deg": round(theta, 2),
-        "centre_offset": [round(mx, 4), round(my, 4)],
-        "peak": round(float(k.max()), 6),
-        "entropy_bits": round(float(-(nz * np.log2(nz)).sum()), 4),
-    }
 
 
 # ----------------------------------------------------------------------------- upscaler

@@ -5,17 +5,22 @@ from .image import (
     ImageMetrics,
     crop_border,
     image_metrics,
+    image_psnr,
     lr_consistency_psnr,
     psnr,
     rgb_to_y,
     ssim,
 )
-from .kernel import kernel_mae, kernel_psnr, match_kernel_size
+from .kernel import gaussian_fit, kernel_fit_errors, kernel_l1, kernel_mae, kernel_psnr, match_kernel_size
 
 __all__ = [
     "ImageMetrics",
     "crop_border",
+    "gaussian_fit",
     "image_metrics",
+    "image_psnr",
+    "kernel_fit_errors",
+    "kernel_l1",
     "kernel_mae",
     "kernel_psnr",
     "lr_consistency_psnr",

@@ -124,6 +124,13 @@ def image_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> ImageMetrics:
     return ImageMetrics(psnr=psnr(y_sr, y_hr), ssim=ssim(y_sr, y_hr))
 
 
+def image_psnr(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """The PSNR of :func:`image_metrics` alone (per-stage curves need no SSIM)."""
+    _require_uint8_rgb("sr", sr)
+    _require_uint8_rgb("hr", hr)
+    return psnr(crop_border(rgb_to_y(sr), scale), crop_border(rgb_to_y(hr), scale))
+
+
 def lr_consistency_psnr(lr: np.ndarray, sr: np.ndarray, kernel: np.ndarray, scale: int) -> float:
     """How well an SR result explains its own input: Y-PSNR of ``lr`` vs ``(sr ⊗ kernel)↓s``.
 
