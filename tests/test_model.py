@@ -237,10 +237,10 @@ def test_config_round_trip_and_validation():
 def test_registry():
     assert {"kxnet", "kxnet_x2", "kxnet_x3", "kxnet_x4", "bicubic"} <= set(list_models())
     assert list_models("kxnet_x*") == ["kxnet_x2", "kxnet_x3", "kxnet_x4"]
-    assert is_model("kxnet") and not is_model("dan")
+    assert is_model("kxnet") and not is_model("no_such_model")
     assert create_model("kxnet_x3", stages=1).config.scale == 3
-    with pytest.raises(ValueError, match="unknown model 'dan'"):
-        create_model("dan")
+    with pytest.raises(ValueError, match="unknown model 'no_such_model'"):
+        create_model("no_such_model")
 
 
 def test_bicubic_baseline():

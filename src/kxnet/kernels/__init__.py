@@ -1,4 +1,5 @@
-"""Blur kernels: Gaussian formulas, the settings' samplers and benchmark sets, auxiliary banks."""
+"""Blur kernels: Gaussian formulas, the settings' samplers and benchmark sets, auxiliary banks,
+and the PCA basis DAN codes kernels in."""
 
 from .gaussian import anisotropic_gaussian, isotropic_gaussian
 from .settings import (
@@ -12,17 +13,21 @@ from .settings import (
     sample_training_kernels,
     benchmark_kernels,
 )
+from .pca import KernelPCA, explained_variance, kernel_pca
 from .visualise import kernel_to_image
 
 __all__ = [
     "SCALES",
     "SETTINGS",
     "KernelBatch",
+    "KernelPCA",
     "BenchmarkKernel",
     "anisotropic_gaussian",
+    "explained_variance",
     "auxiliary_bank",
     "initial_kernel",
     "isotropic_gaussian",
+    "kernel_pca",
     "kernel_size",
     "kernel_to_image",
     "sample_training_kernels",

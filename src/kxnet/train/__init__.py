@@ -1,7 +1,8 @@
 """Training: typed recipes, on-the-fly degraded batches, Eq. 12 loss, resumable checkpoints, DDP.
 
-Knows losses and loops for any registered model with the KXNet output contract; the
-architectures themselves stay pure ``nn.Module``s (:mod:`kxnet.models`).
+Knows losses and loops for any registered model with the shared output contract (each
+architecture's objective: :mod:`.loss`, :mod:`.loss_dan`); the architectures themselves stay
+pure ``nn.Module``s (:mod:`kxnet.models`).
 """
 
 from .checkpoint import export_weights, latest_checkpoint, load_state
@@ -22,6 +23,7 @@ from .config import (
 from .data import HRImagePool, StepBatchSampler, TrainingSamples, build_loader, sample_seed
 from .ema import ModelEMA
 from .loss import kxnet_loss, stage_weights
+from .loss_dan import dan_loss
 from .trainer import Trainer, build_model, build_optimizer, train
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "config_from_dict",
+    "dan_loss",
     "export_weights",
     "kxnet_loss",
     "latest_checkpoint",

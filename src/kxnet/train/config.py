@@ -79,12 +79,17 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """Eq. 12: Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K); α_t = image_weight (t < T) / image_weight_last (t = T)."""
+    """Eq. 12: Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K); α_t = image_weight (t < T) / image_weight_last (t = T).
+
+    DAN scores its last iteration only: image_weight_last·L1(SRᵀ, X) + code_weight·L1(cᵀ, c_gt)
+    (:mod:`kxnet.train.loss_dan`); KXNet ignores ``code_weight``.
+    """
 
     image_weight: float = 0.1
     image_weight_last: float = 1.0
     kernel_weight: float = 0.1
     kernel_weight_last: float = 1.0
+    code_weight: float = 1.0
 
 
 @dataclass
@@ -194,7 +199,7 @@ class Config:
             fail("train.clip_grad_norm", f"must be ≥ 0 (0 = off), got {t.clip_grad_norm}")
         if not 0 <= t.ema_decay < 1:
             fail("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
-        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last"):
+        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last", "code_weight"):
             if getattr(t.loss, name) < 0:
                 fail(f"train.loss.{name}", f"must be ≥ 0, got {getattr(t.loss, name)}")
         _positive(fail, "train.seed", t.seed, minimum=0)

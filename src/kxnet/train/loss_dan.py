@@ -1,0 +1,63 @@
+"""DAN's training objective (BASELINES.md §1.4), as the release's ``optimize_parameters`` sums it.
+
+``L = image_weight_last · L1(SRᵀ, X) + code_weight · L1(cᵀ, c_gt)`` with mean-reduced L1 and
+weights 1 : 1 by default. Only the **last** iteration is scored: the release computes the terms
+of every iteration in a loop but adds only the last ones (the additions sit after the loop), so
+the earlier iterations are trained through the shared weights alone. ``c_gt`` is the true
+kernel's code in the model's own PCA basis (``vec(k)ᵀ P``, the release's ``PCAEncoder``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import LossConfig
+from .loss import Batch, Objective, register_objective
+
+__all__ = ["dan_loss"]
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32: autocast outputs are scored in float32, float64 tests stay float64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def dan_loss(output, hr: torch.Tensor, code_target: torch.Tensor,
+             weights: LossConfig | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The last-iteration loss on a DAN's blind :class:`~kxnet.models.SROutput` (whose
+    ``condition`` is the final code cᵀ); returns ``(total, parts)``, ``parts["kernel"]`` being
+    the code term."""
+    w = weights or LossConfig()
+    image = F.l1_loss(_wide(output.sr), _wide(hr))
+    code = F.l1_loss(_wide(output.condition), _wide(code_target))
+    total = w.image_weight_last * image + w.code_weight * code
+    return total, {"total": total.detach(), "image": image.detach(), "kernel": code.detach()}
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """The DAN inside ``DistributedDataParallel`` / ``torch.compile`` wrappers (its basis lives there)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _forward(model: nn.Module, batch: Batch):
+    """The blind forward, and the target code: the true kernel encoded with this model's basis,
+    in float32 even under autocast (it is a target, not a prediction)."""
+    out = model(batch["lr"])
+    kernel = batch["kernel"]
+    with torch.autocast(kernel.device.type, enabled=False):
+        target = _bare(model).encode(kernel.float())
+    return out, target
+
+
+register_objective("dan", Objective(
+    loss=lambda result, batch, weights: dan_loss(result[0], batch["hr"], result[1], weights),
+    forward=_forward,
+))
