@@ -18,6 +18,7 @@ import yaml
 
 __all__ = [
     "AMP_MODES",
+    "SCHEDULES",
     "CheckpointConfig",
     "Config",
     "ConfigError",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 AMP_MODES = ("none", "bf16", "fp16")
+SCHEDULES = ("multistep", "cosine", "constant")
 SMALL_IMAGE_POLICIES = ("pad", "skip")
 
 
@@ -99,8 +101,13 @@ class TrainConfig:
     lr: float = 2e-4
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
+    schedule: str = "multistep"     # multistep (×gamma at each milestone) | cosine (to min_lr at iterations) | constant
     milestones: list[int] = field(default_factory=lambda: [200_000, 400_000, 600_000, 800_000, 1_000_000])
     gamma: float = 0.5
+    min_lr: float = 0.0             # cosine: the learning rate at the last iteration
+    warmup: int = 0                 # steps of linear warm-up from lr/warmup to lr (any schedule)
+    nonblind: bool = False          # give the model the true kernels (X-steps learn to use a correct kernel)
+    grow_stages: bool = False       # init_weights with fewer stages: extra stages start as copies of the last
     clip_grad_norm: float = 0.0     # 0 = no clipping
     ema_decay: float = 0.0          # 0 = no EMA; otherwise the EMA weights are validated and exported
     loss: LossConfig = field(default_factory=LossConfig)
@@ -195,6 +202,13 @@ class Config:
             fail("train.milestones", f"must be increasing positive steps, got {list(t.milestones)}")
         if not 0 < t.gamma <= 1:
             fail("train.gamma", f"must be in (0, 1], got {t.gamma}")
+        if t.schedule not in SCHEDULES:
+            fail("train.schedule", f"must be one of {SCHEDULES}, got {t.schedule!r}")
+        if not 0 <= t.min_lr <= t.lr:
+            fail("train.min_lr", f"must be in [0, train.lr], got {t.min_lr}")
+        _positive(fail, "train.warmup", t.warmup, minimum=0)
+        if t.grow_stages and not t.init_weights:
+            fail("train.grow_stages", "needs train.init_weights (the model to grow from)")
         if t.clip_grad_norm < 0:
             fail("train.clip_grad_norm", f"must be ≥ 0 (0 = off), got {t.clip_grad_norm}")
         if not 0 <= t.ema_decay < 1:

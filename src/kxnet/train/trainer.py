@@ -55,7 +55,7 @@ from .data import HRImagePool, TrainingSamples, build_loader, rank_slice
 from .ema import ModelEMA
 from .loss import objective_for
 
-__all__ = ["Trainer", "build_model", "build_optimizer", "train"]
+__all__ = ["Trainer", "build_model", "build_optimizer", "lr_factor", "train"]
 
 _CSV_FIELDS = ["step", "loss", "image_l1", "kernel_l1", "lr", "grad_norm", "it_per_s", "samples_per_s", "elapsed_s"]
 _VAL_LOSS_SEED_OFFSET = 1_000_003
@@ -75,13 +75,51 @@ def build_model(cfg: Config) -> nn.Module:
     return model
 
 
+def lr_factor(t, step: int) -> float:
+    """The learning rate of step ``step + 1`` relative to ``train.lr``: a pure function of the
+    recipe and the step, so a resumed run (even with an edited schedule) needs no scheduler state.
+    ``multistep`` is the release's MultiStepLR (KXNET.md §5)."""
+    factor = min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0
+    if t.schedule == "multistep":
+        factor *= t.gamma ** sum(step >= m for m in t.milestones)
+    elif t.schedule == "cosine":
+        floor = t.min_lr / t.lr
+        progress = min(1.0, step / max(1, t.iterations - 1))
+        factor *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
 def build_optimizer(cfg: Config, model: nn.Module):
-    """Adam + MultiStepLR as the recipe says (KXNET.md §5)."""
+    """Adam and the recipe's learning-rate schedule (:func:`lr_factor`)."""
     t = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(t.milestones), gamma=t.gamma)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(t, step))
     return optimizer, scheduler
+
+
+def grow_stages(model: nn.Module, stages: int) -> nn.Module:
+    """A KXNet of ``stages`` stages whose first stages are ``model``'s and whose extra stages are
+    copies of its last one: the stages are iterations of one solver, so a trained last
+    iteration is a far better start for another iteration than random weights."""
+    from ..models import KXNet, KXNetConfig
+
+    if not isinstance(model, KXNet):
+        raise ValueError(f"train.grow_stages needs KXNet weights, got a {type(model).__name__}")
+    have = model.config.stages
+    if stages < have:
+        raise ValueError(f"train.grow_stages: the weights have {have} stages, more than the recipe's {stages}")
+    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages}))
+    state = model.state_dict()
+    for key, t in grown.state_dict().items():
+        if key in ("gamma_stage", "eta_stage"):
+            t.copy_(torch.cat([state[key], state[key][-1:].expand(stages - have, -1)]))
+            continue
+        parts = key.split(".")
+        if parts[0] in ("X_stage", "K_stage"):
+            parts[1] = str(min(int(parts[1]), have - 1))
+        t.copy_(state[".".join(parts)])
+    return grown
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -244,6 +282,8 @@ class Trainer:
         from ..models import load_model
 
         src = load_model(path)
+        if self.cfg.train.grow_stages:
+            src = grow_stages(src, model.config.stages)
         if type(src) is not type(model):
             raise ValueError(f"{path}: weights of a {type(src).__name__}, the recipe's model is a {type(model).__name__}")
         mine, theirs = model.config.to_dict(), src.config.to_dict()
@@ -258,7 +298,6 @@ class Trainer:
     def _load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
@@ -266,11 +305,15 @@ class Trainer:
                 self.ema.load_state_dict(state["ema"])
             else:
                 self.ema = ModelEMA(self.model, self.cfg.train.ema_decay)
-        # the recipe may have been edited on resume (e.g. a longer schedule): it wins
-        self.scheduler.milestones = type(self.scheduler.milestones)(self.cfg.train.milestones)
-        self.scheduler.gamma = self.cfg.train.gamma
         set_rng_state(state["rng"])
         self.step = int(state["step"])
+        # the schedule is a function of (recipe, step); the recipe may have been edited on resume
+        # (a longer run, another lr): it wins
+        self.scheduler.last_epoch = self.step
+        self.scheduler.base_lrs = [self.cfg.train.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.cfg.train.lr
+            group["lr"] = self.cfg.train.lr * lr_factor(self.cfg.train, self.step)
         self.best = dict(state.get("best") or self.best)
         self.bicubic_psnr = state.get("bicubic_psnr")
         self._info(f"resumed {self.run_dir.name} at step {self.step}")
@@ -344,7 +387,10 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            out = self.objective.forward(self.forward_model, batch)
+            if self.cfg.train.nonblind:
+                out = self.forward_model(batch["lr"], kernel=batch["kernel"])
+            else:
+                out = self.objective.forward(self.forward_model, batch)
         loss, parts = self.objective.loss(out, batch, self.cfg.train.loss)
         self.scaler.scale(loss).backward()
         clip = self.cfg.train.clip_grad_norm
