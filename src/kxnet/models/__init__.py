@@ -19,11 +19,14 @@ from .registry import (
 from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
+from .dcls import DCLS, DCLSConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
     "Architecture",
     "Bicubic",
+    "DCLS",
+    "DCLSConfig",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",
