@@ -22,6 +22,7 @@ from .config import (
 from .data import HRImagePool, StepBatchSampler, TrainingSamples, build_loader, sample_seed
 from .ema import ModelEMA
 from .loss import kxnet_loss, stage_weights
+from .loss_dcls import dcls_loss
 from .trainer import Trainer, build_model, build_optimizer, train
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "config_from_dict",
+    "dcls_loss",
     "export_weights",
     "kxnet_loss",
     "latest_checkpoint",
