@@ -5,9 +5,9 @@ from __future__ import annotations
 
 def add_parser(sub):
     p = sub.add_parser("convert", help="convert a checkpoint (.pth/.safetensors) to kxnet safetensors",
-                       description="Read a KXNet checkpoint (the authors' .pth state dicts, nested or "
-                                   "module.-prefixed, or a safetensors file; hyper-parameters inferred from "
-                                   "the tensor shapes) and write it as a kxnet safetensors file.")
+                       description="Read a checkpoint of any registered architecture (the authors' .pth state "
+                                   "dicts, nested or module.-prefixed, or a safetensors file; hyper-parameters "
+                                   "inferred from the tensor shapes) and write it as a kxnet safetensors file.")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
     p.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
@@ -18,7 +18,7 @@ def add_parser(sub):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..models import convert_checkpoint
+    from ..models import architectures, convert_checkpoint
     from . import UsageError
 
     src, dst = Path(args.checkpoint), Path(args.output)
@@ -29,7 +29,7 @@ def run(args) -> int:
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
     config = convert_checkpoint(src, dst, fp16=args.fp16)
-    print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): ×{config.scale}, setting {config.setting}, "
-          f"{config.stages} stages, {config.kernel_size}×{config.kernel_size} kernels"
-          + (", float16" if args.fp16 else ""))
+    arch = next(a for a in architectures() if isinstance(config, a.config_class))
+    print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
+          f"setting {config.setting}, {arch.summary(config)}" + (", float16" if args.fp16 else ""))
     return 0
