@@ -135,10 +135,12 @@ def _to_array(img, dtype) -> np.ndarray:
 class SRResult:
     """``image``: the super-resolved array in the input's layout and dtype (H×W grey, H×W×3
     RGB, H×W×4 RGBA; uint8, uint16 or float32 in [0, 1]); ``kernel``: the p×p kernel
-    estimate (sums to 1); ``info``: what was done (model, sizes, tiling, kernel fit, seconds)."""
+    estimate (sums to 1), or None for a model that estimates no HR blur kernel (DCLS's
+    estimate lives in LR space); ``info``: what was done (model, sizes, tiling, kernel fit,
+    seconds)."""
 
     image: np.ndarray
-    kernel: np.ndarray
+    kernel: np.ndarray | None
     info: dict = field(default_factory=dict)
 
     def to_pil(self):

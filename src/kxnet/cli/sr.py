@@ -105,15 +105,16 @@ def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
         out.parent.mkdir(parents=True, exist_ok=True)
         written.append(write_image(out, result))
         out_mode, out_depth = output_layout(out, result.mode, result.bit_depth)
-        if args.save_kernel:
+        saved_kernel = args.save_kernel and k is not None   # no HR kernel estimate (DCLS): nothing to save
+        if saved_kernel:
             with atomic_path(side["kernel_npy"]) as tmp:
                 np.save(tmp, k.astype(np.float32))
             written.append(side["kernel_npy"])
             written.append(write_image(side["kernel_png"], kernel_to_image(k)))
-        if args.stages and output is not None:
+        if args.stages and output is not None and output.stage_images:
             written.append(render_stages(output, side["stages"]))
         del output
-        kinfo = info.pop("kernel")
+        kinfo = info.pop("kernel") or {}
         kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"),
                      source=str(args.kernel) if args.kernel else None)
         sidecar = {
@@ -131,9 +132,9 @@ def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
             "tiling": {key: info.pop(key) for key in ("tiled", "tile", "tile_overlap", "tiles", "tile_grid",
                                                        "padded_to")},
             "kernel": kinfo,
-            "files": {"kernel_npy": str(side["kernel_npy"]) if args.save_kernel else None,
-                      "kernel_png": str(side["kernel_png"]) if args.save_kernel else None,
-                      "stages": str(side["stages"]) if args.stages else None},
+            "files": {"kernel_npy": str(side["kernel_npy"]) if saved_kernel else None,
+                      "kernel_png": str(side["kernel_png"]) if saved_kernel else None,
+                      "stages": str(side["stages"]) if side["stages"] in written else None},
         }
         if (out_mode, out_depth) != (result.mode, result.bit_depth):
             sidecar["note"] = (f"{args.format} stores {out_mode} {out_depth}-bit, not the input's "
@@ -174,6 +175,9 @@ def run(args) -> int:
         overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
     up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
                   progress=not args.quiet)
+    if kernel is not None and not up.takes_hr_kernel:
+        raise UsageError(f"--kernel: a {type(model).__name__} model takes no HR blur kernel; "
+                         "run it without --kernel")
 
     jobs = [(f, outdir / sub / f"{f.stem}_x{scale}.{args.format}") for f, sub in found]
     inputs = {f.resolve() for f, _ in jobs}
@@ -206,7 +210,7 @@ def run(args) -> int:
         k = sc["kernel"]
         say(f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
             + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")
-            + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k["sigma_x"] else "")
+            + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k.get("sigma_x") else "")
             + ")")
     bar.close()
 

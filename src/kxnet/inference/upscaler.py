@@ -215,6 +215,9 @@ class Upscaler:
         self.model = optimize(model) if optimized and isinstance(model, KXNet) else model
         self.scale = model.config.scale
         self.kernel_size = model.config.kernel_size
+        # A model whose non-blind input is not an HR blur kernel (DCLS: an LR-space kernel)
+        # cannot use a kernel the user gives.
+        self.takes_hr_kernel = getattr(model, "takes_hr_kernel", True)
 
     # -- network ---------------------------------------------------------------------
 
@@ -245,13 +248,17 @@ class Upscaler:
 
         ``kernel`` (optional): a p×p array/tensor used at every stage (non-blind), or a list
         of T per-stage kernels. The returned kernel is the p×p float32 estimate (K^T) or the
-        kernel used. ``info`` describes the run (sizes, tiling, kernel fit, seconds).
+        kernel used, or None for a model that estimates no HR kernel (then ``info["kernel"]``
+        is None too). ``info`` describes the run (sizes, tiling, kernel fit, seconds).
         ``output`` is the :class:`~kxnet.models.SROutput` of the whole image, or for a
         tiled image that of the kernel crop, when ``keep_output`` (else ``None``).
         """
         t0 = time.perf_counter()
         s = self.scale
         h, w = image.height, image.width
+        if kernel is not None and not self.takes_hr_kernel:
+            raise ValueError(f"{type(self.model).__name__} takes no given blur kernel (its non-blind input "
+                             "is not an HR blur kernel); run it blind")
         if kernel is not None:
             if isinstance(kernel, (list, tuple)):
                 kernel = [prepare_kernel(k, self.kernel_size).to(self.device) for k in kernel]
@@ -303,10 +310,12 @@ class Upscaler:
             alpha = bicubic_upsample(a, s)[0, 0].clamp_(0.0, 1.0).numpy()
         result = Image(rgb=sr, alpha=alpha, mode=image.mode, bit_depth=image.bit_depth, path=None, exif=image.exif)
 
-        k = final_kernel.detach().to("cpu", torch.float32)
-        k = (k[0] if k.dim() == 3 else k).numpy().copy()
+        k = None  # a method without an HR kernel estimate (bicubic, DCLS) reports none
+        if final_kernel is not None:
+            k = final_kernel.detach().to("cpu", torch.float32)
+            k = (k[0] if k.dim() == 3 else k).numpy().copy()
         info.update(input_size=[w, h], output_size=[result.width, result.height], mode=image.mode,
-                    bit_depth=image.bit_depth, kernel=kernel_parameters(k),
+                    bit_depth=image.bit_depth, kernel=kernel_parameters(k) if k is not None else None,
                     seconds=round(time.perf_counter() - t0, 3))
         return result, k, info, output
 

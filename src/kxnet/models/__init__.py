@@ -20,6 +20,7 @@ from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
+from .dcls import DCLS, DCLSConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "Bicubic",
     "DAN",
     "DANConfig",
+    "DCLS",
+    "DCLSConfig",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",

@@ -13,6 +13,7 @@ from .operators import (
     lr_size,
     reflect_pad_adjoint,
 )
+from .fourier import otf2psf, psf2otf
 
 __all__ = [
     "back_project",
@@ -24,5 +25,7 @@ __all__ = [
     "downsample",
     "kernel_gradient",
     "lr_size",
+    "otf2psf",
+    "psf2otf",
     "reflect_pad_adjoint",
 ]

@@ -24,6 +24,7 @@ from .data import HRImagePool, StepBatchSampler, TrainingSamples, build_loader, 
 from .ema import ModelEMA
 from .loss import kxnet_loss, stage_weights
 from .loss_dan import dan_loss
+from .loss_dcls import dcls_loss
 from .trainer import Trainer, build_model, build_optimizer, train
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "build_optimizer",
     "config_from_dict",
     "dan_loss",
+    "dcls_loss",
     "export_weights",
     "kxnet_loss",
     "latest_checkpoint",
