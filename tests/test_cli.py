@@ -208,14 +208,38 @@ def test_sr_default_model_comes_from_the_manifest(manifest, tmp_path, capsys):
     assert code == 2 and "kxnet_x4.setting2" in err and "not installed" in err
 
 
-def test_models_lists_weights_scores_and_architectures(manifest, capsys):
+def test_models_lists_one_line_per_model_and_details_as_json(manifest, capsys):
     assert main(["models"]) == 0
-    out = capsys.readouterr().out
-    assert "kxnet_x2.setting2" in out and manifest[:12] in out and "Set5/setting2/x2/noise0" in out
-    assert "31.2345" in out and "0.8765" in out and "not installed" in out
-    assert out.splitlines()[-1].startswith("architectures") and "kxnet_x4" in out.splitlines()[-1]
+    lines = capsys.readouterr().out.splitlines()
+    (x2,) = [ln for ln in lines if ln.startswith("kxnet_x2.setting2")]
+    # scale, setting, stages and parameters read from the file; Set5 PSNR from the manifest
+    assert "×2" in x2 and " 2 " in x2 and "31.23" in x2 and "M" in x2
+    (x4,) = [ln for ln in lines if ln.startswith("kxnet_x4.setting2")]
+    assert "not installed" in x4 and "not benchmarked" in x4
+    assert "Set5/setting2" not in "\n".join(lines)           # no raw key-value dumps
+    assert lines[-1].startswith("architectures") and "kxnet" in lines[-1]
     assert main(["models", "--json"]) == 0
-    assert "kxnet_x2.setting2" in json.loads(capsys.readouterr().out)["weights"]
+    data = json.loads(capsys.readouterr().out)
+    assert data["weights"]["kxnet_x2.setting2"]["sha256"] == manifest and "kxnet_x4" in data["factories"]
+
+
+def test_printing_commands_exit_cleanly_when_the_reader_closes_the_pipe(manifest):
+    # `kxnet models | head -1`: the rest of the output hits a closed pipe
+    import subprocess
+    import sys
+
+    # the child prints a line, then waits until the reader has gone before `kxnet models` writes
+    code = ("import sys; from kxnet.cli import main; from kxnet.models import loading; "
+            f"loading._MANIFEST = __import__('pathlib').Path({str(loading._MANIFEST)!r}); "
+            "print('ready', flush=True); sys.stdin.read(); sys.exit(main(['models']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"
+    proc.stdout.close()                                     # the reader goes away
+    proc.stdin.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_convert(model_file, tmp_path, capsys):

@@ -359,3 +359,67 @@ def test_torchrun_two_processes_match_one(data_dirs, tmp_path):
     assert ddp["history"][0]["loss"] == pytest.approx(single.history[0]["loss"], rel=1e-6, abs=1e-7)
     # the DDP run wrote its checkpoint from rank 0 only, loadable as usual
     assert load_state(tmp_path / "ddp_run" / "checkpoints" / "step_00000001.state")["world_size"] == 2
+
+
+# ------------------------------------------------------------- schedules, growing, non-blind
+
+def test_lr_schedules_are_functions_of_recipe_and_step():
+    from kxnet.train.config import TrainConfig
+    from kxnet.train.trainer import lr_factor
+
+    multi = TrainConfig(lr=1e-3, milestones=[3, 5], gamma=0.5)
+    assert [lr_factor(multi, s) for s in range(6)] == [1, 1, 1, 0.5, 0.5, 0.25]
+    warm = TrainConfig(lr=1e-3, schedule="constant", warmup=4)
+    assert [lr_factor(warm, s) for s in range(6)] == [0.25, 0.5, 0.75, 1, 1, 1]
+    cos = TrainConfig(lr=1e-3, schedule="cosine", min_lr=1e-4, iterations=11)
+    f = [lr_factor(cos, s) for s in range(11)]
+    assert f[0] == pytest.approx(1) and f[5] == pytest.approx(0.55) and f[10] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(f, f[1:]))
+
+
+def test_resume_follows_an_edited_schedule(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", train={"schedule": "cosine", "iterations": 6})
+    run_trainer(cfg, stop_at=2)
+    longer = tiny_config(data_dirs, tmp_path / "run", train={"schedule": "cosine", "iterations": 12, "lr": 1e-3})
+    t, _ = run_trainer(longer, resume=tmp_path / "run", stop_at=3)
+    from kxnet.train.trainer import lr_factor
+
+    # the lr after step 3 is that of the edited recipe at step 3, not the old one's
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(t.cfg.train, 3))
+    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    cpu = [r["cpu_s"] for r in records if r["kind"] == "train"]
+    assert cpu == sorted(cpu) and cpu[-1] > 0          # CPU time accumulates across the resume
+
+
+def test_grow_stages_copies_the_last_stage(data_dirs, tmp_path):
+    from kxnet.models import create_model, save_model
+    from kxnet.train.trainer import grow_stages
+
+    small = create_model("kxnet", scale=2, setting=2, stages=2)
+    with torch.no_grad():
+        small.gamma_stage.copy_(torch.tensor([[0.5], [2.0]]))
+    grown = grow_stages(small, 3)
+    assert grown.config.stages == 3 and grown.gamma_stage.flatten().tolist() == [0.5, 2.0, 2.0]
+    for a, b in zip(grown.X_stage[2].parameters(), small.X_stage[1].parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(grown.K_stage[0].parameters(), small.K_stage[0].parameters()):
+        assert torch.equal(a, b)
+    # through a recipe: init from the 2-stage file into a 3-stage model
+    path = save_model(small, tmp_path / "small.safetensors")
+    cfg = tiny_config(data_dirs, tmp_path / "run", model={"scale": 2, "setting": 2, "stages": 3},
+                      train={"init_weights": str(path), "grow_stages": True, "iterations": 1})
+    t, _ = run_trainer(cfg, stop_at=0)
+    assert torch.equal(t.model.X_stage[2].X_ProNet.resx1[0].weight, small.X_stage[1].X_ProNet.resx1[0].weight)
+    with pytest.raises(ConfigError, match="grow_stages"):
+        config_from_dict(tiny_config(data_dirs, tmp_path / "r2", train={"grow_stages": True}))
+
+
+def test_nonblind_training_uses_the_true_kernels(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", train={"nonblind": True, "iterations": 1})
+    t, _ = run_trainer(cfg, stop_at=0)
+    batch = t.dataset.batch(1, range(4))
+    parts = t.train_step(batch)
+    # the kernels are given, so the kernel term is zero and the K-nets get no gradient
+    assert float(parts["kernel"]) < 1e-6
+    assert all(p.grad is None or not p.grad.any() for p in t.model.K_stage.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.model.X_stage.parameters())

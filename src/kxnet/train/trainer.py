@@ -57,7 +57,8 @@ from .loss import objective_for
 
 __all__ = ["Trainer", "build_model", "build_optimizer", "lr_factor", "train"]
 
-_CSV_FIELDS = ["step", "loss", "image_l1", "kernel_l1", "lr", "grad_norm", "it_per_s", "samples_per_s", "elapsed_s"]
+_CSV_FIELDS = ["step", "loss", "image_l1", "kernel_l1", "lr", "grad_norm", "it_per_s", "samples_per_s", "elapsed_s",
+               "cpu_s"]
 _VAL_LOSS_SEED_OFFSET = 1_000_003
 
 
@@ -212,6 +213,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
+        self._cpu_before = 0.0        # CPU seconds of earlier segments of this run (from the checkpoint)
+        self._cpu_start = time.process_time()
         self.best = {"psnr": None, "step": None}
         self.bicubic_psnr = None
         if state is not None:
@@ -307,6 +310,7 @@ class Trainer:
                 self.ema = ModelEMA(self.model, self.cfg.train.ema_decay)
         set_rng_state(state["rng"])
         self.step = int(state["step"])
+        self._cpu_before = float(state.get("cpu_s") or 0.0)
         # the schedule is a function of (recipe, step); the recipe may have been edited on resume
         # (a longer run, another lr): it wins
         self.scheduler.last_epoch = self.step
@@ -503,6 +507,12 @@ class Trainer:
             atomic_write_json(self.run_dir / "summary.json", summary)
         return summary
 
+    def cpu_seconds(self) -> float:
+        """CPU time this run has used so far, all segments: this process's user + system time
+        (all its threads; DataLoader workers are separate processes and not counted, so
+        learning-efficiency studies run with ``data.workers=0``)."""
+        return self._cpu_before + time.process_time() - self._cpu_start
+
     def _log_train(self, step: int, parts: dict, rate: float, elapsed: float, bar) -> None:
         keys = ["total", "image", "kernel"] + (["grad_norm"] if "grad_norm" in parts else [])
         values = dict(zip(keys, self._reduce([parts[k] for k in keys])))
@@ -514,7 +524,8 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         row = {"step": step, "loss": values["total"], "image_l1": values["image"], "kernel_l1": values["kernel"],
                "lr": lr, "grad_norm": values.get("grad_norm", ""), "it_per_s": round(rate, 4),
-               "samples_per_s": round(rate * self.cfg.train.batch, 3), "elapsed_s": round(elapsed, 2)}
+               "samples_per_s": round(rate * self.cfg.train.batch, 3), "elapsed_s": round(elapsed, 2),
+               "cpu_s": round(self.cpu_seconds(), 1)}
         self.history.append(row)
         self._append_csv(row)
         self._append_metrics({"kind": "train", **{k: v for k, v in row.items() if v != ""}})
@@ -623,6 +634,7 @@ class Trainer:
             self.bicubic_psnr = bic["psnr"]
         record = {"kind": "val", "step": step, "psnr": res["psnr"], "ssim": res["ssim"],
                   "stage_psnr": res["stage_psnr"], "kernel_psnr": res["kernel_psnr"], "kernel_mae": res["kernel_mae"],
+                  "kernel_l1_sum1": res["kernel_l1"], "cpu_s": round(self.cpu_seconds(), 1),
                   "bicubic_psnr": self.bicubic_psnr, "pairs": res["pairs"], "loss": self.validation_loss()}
         improved = self.best["psnr"] is None or res["psnr"] > self.best["psnr"]
         if improved:
@@ -659,6 +671,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "best": dict(self.best),
             "bicubic_psnr": self.bicubic_psnr,
+            "cpu_s": self.cpu_seconds(),
             "world_size": self.world_size,
             "torch_version": str(torch.__version__),
         }
