@@ -423,3 +423,10 @@ def test_nonblind_training_uses_the_true_kernels(data_dirs, tmp_path):
     assert float(parts["kernel"]) < 1e-6
     assert all(p.grad is None or not p.grad.any() for p in t.model.K_stage.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in t.model.X_stage.parameters())
+
+
+def test_cpu_budget_finishes_the_run(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", train={"iterations": 10_000, "cpu_budget_h": 1e-4})
+    t, summary = run_trainer(cfg)
+    assert summary["finished"] and 0 < summary["step"] < 10_000 and summary["cpu_s"] >= 0.36
+    assert (tmp_path / "run" / "model.safetensors").is_file()

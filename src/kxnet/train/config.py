@@ -108,6 +108,8 @@ class TrainConfig:
     warmup: int = 0                 # steps of linear warm-up from lr/warmup to lr (any schedule)
     nonblind: bool = False          # give the model the true kernels (X-steps learn to use a correct kernel)
     grow_stages: bool = False       # init_weights with fewer stages: extra stages start as copies of the last
+    cpu_budget_h: float = 0.0       # also finish once the run has used this much CPU time (0 = no limit):
+                                    # equal-budget comparisons between recipes and methods
     clip_grad_norm: float = 0.0     # 0 = no clipping
     ema_decay: float = 0.0          # 0 = no EMA; otherwise the EMA weights are validated and exported
     loss: LossConfig = field(default_factory=LossConfig)
@@ -207,6 +209,8 @@ class Config:
         if not 0 <= t.min_lr <= t.lr:
             fail("train.min_lr", f"must be in [0, train.lr], got {t.min_lr}")
         _positive(fail, "train.warmup", t.warmup, minimum=0)
+        if t.cpu_budget_h < 0:
+            fail("train.cpu_budget_h", f"must be ≥ 0 (0 = no limit), got {t.cpu_budget_h}")
         if t.grow_stages and not t.init_weights:
             fail("train.grow_stages", "needs train.init_weights (the model to grow from)")
         if t.clip_grad_norm < 0:

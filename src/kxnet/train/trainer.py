@@ -484,13 +484,13 @@ class Trainer:
                         if c.every and step % c.every == 0:
                             self.save_checkpoint()
                             saved_at = step
-                        if self._stop_everywhere():
+                        if self._budget_spent() or self._stop_everywhere():
                             break
             finally:
                 bar.close()
         if saved_at != self.step:
             self.save_checkpoint()
-        finished = self.step >= t.iterations
+        finished = self.step >= t.iterations or self._budget_spent()
         if self._stop:
             self._info(f"stopped at step {self.step}; continue with: kxnet train --resume {self.run_dir}")
         if finished and self.is_main:
@@ -501,11 +501,17 @@ class Trainer:
             "run_dir": str(self.run_dir), "step": self.step, "finished": finished, "rank": self.rank,
             "seconds": time.perf_counter() - start_time, "last_val": self.last_val,
             "best_psnr": self.best["psnr"], "best_step": self.best["step"], "bicubic_psnr": self.bicubic_psnr,
+            "cpu_s": round(self.cpu_seconds(), 1),
             "weights": str(self.run_dir / "model.safetensors") if finished else None,
         }
         if self.is_main and finished:
             atomic_write_json(self.run_dir / "summary.json", summary)
         return summary
+
+    def _budget_spent(self) -> bool:
+        """``train.cpu_budget_h`` reached (single process: the budget is this process's CPU time)."""
+        budget = self.cfg.train.cpu_budget_h
+        return bool(budget) and self.world_size == 1 and self.cpu_seconds() >= budget * 3600
 
     def cpu_seconds(self) -> float:
         """CPU time this run has used so far, all segments: this process's user + system time
