@@ -213,8 +213,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
-        self._cpu_before = 0.0        # CPU seconds of earlier segments of this run (from the checkpoint)
+        self._cpu_before = 0.0        # training CPU seconds of earlier segments of this run (checkpoint)
         self._cpu_start = time.process_time()
+        self._cpu_val = 0.0           # CPU seconds this segment spent validating (not training)
         self.best = {"psnr": None, "step": None}
         self.bicubic_psnr = None
         if state is not None:
@@ -514,10 +515,10 @@ class Trainer:
         return bool(budget) and self.world_size == 1 and self.cpu_seconds() >= budget * 3600
 
     def cpu_seconds(self) -> float:
-        """CPU time this run has used so far, all segments: this process's user + system time
-        (all its threads; DataLoader workers are separate processes and not counted, so
-        learning-efficiency studies run with ``data.workers=0``)."""
-        return self._cpu_before + time.process_time() - self._cpu_start
+        """CPU time this run has spent training so far, all segments: this process's user +
+        system time (all its threads) less the time spent validating. DataLoader workers are
+        separate processes and not counted, so equal-budget runs use ``data.workers=0``."""
+        return self._cpu_before + time.process_time() - self._cpu_start - self._cpu_val
 
     def _log_train(self, step: int, parts: dict, rate: float, elapsed: float, bar) -> None:
         keys = ["total", "image", "kernel"] + (["grad_norm"] if "grad_norm" in parts else [])
@@ -628,6 +629,7 @@ class Trainer:
         from ..models import create_model
 
         step = self.step
+        cpu0 = time.process_time()
         model = self.eval_model()
         was_training = model.training
         model.eval()
@@ -657,6 +659,7 @@ class Trainer:
             for i, p in enumerate(record["stage_psnr"], 1):
                 self._writer.add_scalar(f"val_stage/psnr_{i:02d}", p, step)
             self._writer.flush()
+        self._cpu_val += time.process_time() - cpu0
         loss = f", loss {record['loss']:.5f}" if record["loss"] is not None else ""
         self._info(f"step {step}: val PSNR {res['psnr']:.3f} dB SSIM {res['ssim']:.4f} (bicubic "
                    f"{self.bicubic_psnr:.3f} dB{loss}; best {self.best['psnr']:.3f} @ {self.best['step']})")
