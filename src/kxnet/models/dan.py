@@ -26,9 +26,9 @@ import torch.nn as nn
 
 from ..kernels import SCALES, SETTINGS, kernel_pca, kernel_size
 from .output import SROutput
-from .registry import Architecture, register_architecture, register_model
+from .registry import Architecture, register_architecture, register_scale_variants
 
-__all__ = ["DANConfig", "DAN", "Restorer", "Estimator", "dan", "dan_x2", "dan_x3", "dan_x4"]
+__all__ = ["DANConfig", "DAN", "Restorer", "Estimator", "dan"]
 
 LEAKY_SLOPE = 0.2           # every activation of DANv1 (the channel attention's too)
 CA_REDUCTION = 16           # channel attention squeezes nf → nf/16
@@ -262,25 +262,11 @@ class DAN(nn.Module):
         return code.expand(b, -1)
 
 
-@register_model
+@register_scale_variants
 def dan(scale: int = 4, setting: int = 2, **config) -> DAN:
     """DANv1 at any scale and setting; ``config`` takes the other :class:`DANConfig` fields."""
     return DAN(DANConfig(scale=scale, setting=setting, **config))
 
-
-@register_model
-def dan_x2(**overrides) -> DAN:
-    return dan(scale=2, **overrides)
-
-
-@register_model
-def dan_x3(**overrides) -> DAN:
-    return dan(scale=3, **overrides)
-
-
-@register_model
-def dan_x4(**overrides) -> DAN:
-    return dan(scale=4, **overrides)
 
 
 # ------------------------------------------------------------------ the authors' layout

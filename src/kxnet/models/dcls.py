@@ -26,9 +26,9 @@ from ..kernels import SCALES, SETTINGS, kernel_size
 from .dcls_fourier import reformulated_kernel
 from .dcls_networks import ATTENTION_REDUCTION, Estimator, Restorer
 from .output import SROutput
-from .registry import Architecture, register_architecture, register_model
+from .registry import Architecture, register_architecture, register_scale_variants
 
-__all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls", "dcls_x2", "dcls_x3", "dcls_x4"]
+__all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls"]
 
 # Estimator filter sizes per kernel size: the release's 21, 11 and 31, and ours for 15
 # (BASELINES.md §5.2). Collapsing them gives a p×p kernel when p = Σ (f − 1) + 1.
@@ -167,25 +167,11 @@ class DCLS(nn.Module):
         return reformulated_kernel(hr, kernel, self.config.scale, self.config.kernel_size)
 
 
-@register_model
+@register_scale_variants
 def dcls(scale: int = 4, setting: int = 2, **config) -> DCLS:
     """DCLS at any scale and setting; ``config`` takes the other :class:`DCLSConfig` fields."""
     return DCLS(DCLSConfig(scale=scale, setting=setting, **config))
 
-
-@register_model
-def dcls_x2(**overrides) -> DCLS:
-    return dcls(scale=2, **overrides)
-
-
-@register_model
-def dcls_x3(**overrides) -> DCLS:
-    return dcls(scale=3, **overrides)
-
-
-@register_model
-def dcls_x4(**overrides) -> DCLS:
-    return dcls(scale=4, **overrides)
 
 
 # ----------------------------------------------------------------- the authors' layout

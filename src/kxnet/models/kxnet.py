@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..kernels import SCALES, SETTINGS, auxiliary_bank, initial_kernel, kernel_size
 from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
 from .output import SROutput
-from .registry import Architecture, register_architecture, register_model
+from .registry import Architecture, register_architecture, register_scale_variants
 
 __all__ = [
     "MODES",
@@ -37,9 +37,6 @@ __all__ = [
     "kernel_step_gradient",
     "image_step_gradient",
     "kxnet",
-    "kxnet_x2",
-    "kxnet_x3",
-    "kxnet_x4",
 ]
 
 # The adjoint the X-step back-projects the residual with, per mode; both take (E, K, s, HR size).
@@ -286,25 +283,11 @@ class KXNet(nn.Module):
         return k.expand(y.shape[0], -1, -1) if k.dim() == 2 else k
 
 
-@register_model
+@register_scale_variants
 def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "official", **config) -> KXNet:
     """KXNet at any scale and setting; ``config`` takes the other :class:`KXNetConfig` fields."""
     return KXNet(KXNetConfig(scale=scale, setting=setting, stages=stages, mode=mode, **config))
 
-
-@register_model
-def kxnet_x2(**overrides) -> KXNet:
-    return kxnet(scale=2, **overrides)
-
-
-@register_model
-def kxnet_x3(**overrides) -> KXNet:
-    return kxnet(scale=3, **overrides)
-
-
-@register_model
-def kxnet_x4(**overrides) -> KXNet:
-    return kxnet(scale=4, **overrides)
 
 
 # ----------------------------------------------------------------- the authors' layout (§4)

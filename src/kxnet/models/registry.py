@@ -28,6 +28,7 @@ __all__ = [
     "list_models",
     "register_architecture",
     "register_model",
+    "register_scale_variants",
 ]
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
@@ -41,6 +42,23 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         raise ValueError(f"model {name!r} is already registered")
     _entrypoints[name] = fn
     return fn
+
+
+def register_scale_variants(factory: Callable[..., nn.Module], scales=(2, 3, 4)) -> Callable[..., nn.Module]:
+    """Register ``factory`` and one fixed-scale variant ``{name}_x{s}`` per scale (``kxnet_x4``)."""
+    register_model(factory)
+    for s in scales:
+        register_model(_fixed_scale(factory, s))
+    return factory
+
+
+def _fixed_scale(factory: Callable[..., nn.Module], scale: int) -> Callable[..., nn.Module]:
+    def fixed(**overrides) -> nn.Module:
+        return factory(scale=scale, **overrides)   # a scale override is a TypeError, as it should be
+
+    fixed.__name__ = fixed.__qualname__ = f"{factory.__name__}_x{scale}"
+    fixed.__doc__ = f"{factory.__name__} at ×{scale}; other arguments as :func:`{factory.__name__}`."
+    return fixed
 
 
 def is_model(name: str) -> bool:

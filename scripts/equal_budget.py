@@ -1,0 +1,129 @@
+"""Blind-SR methods trained from scratch for the same CPU time, then scored on one protocol.
+
+    python scripts/equal_budget.py train                  # every method not yet trained, one after another
+    python scripts/equal_budget.py train --only dan --hours 1.0
+    python scripts/equal_budget.py report                 # the table (README) from the finished runs
+
+Each method uses its own CPU recipe (``configs/cpu_*_setting2_x4.yaml``: ×4 setting 2, batch 8,
+LR patch 24, the same training photos and the same validation set) with its release's
+learning rate held constant — within a first CPU-hour every release is still in its first,
+constant phase — and ``train.cpu_budget_h`` so that every run gets exactly the same training
+CPU time (validation excluded), one thread, ``data.workers=0`` so synthesis is counted too.
+
+The report scores each run's final weights on complete Set5 and Set14 at σn 0 and 15 with
+``kxnet benchmark``'s cached cells, and times one 128×128 LR image on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# method → (recipe, extra overrides, what the row is)
+METHODS = {
+    "kxnet": ("configs/cpu_setting2_x4.yaml", [], "KXNet, 4 stages"),
+    "dan": ("configs/cpu_dan_setting2_x4.yaml", [], "DANv1 (release size: 40 + 5 blocks, 4 loops)"),
+    "dcls": ("configs/cpu_dcls_setting2_x4.yaml", [], "DCLS (release size)"),
+}
+COMMON = ["train.iterations=1000000", "train.schedule=constant", "data.workers=0", "train.threads=1",
+          "val.every=200", "checkpoint.every=200", "train.tensorboard=false"]
+
+
+def train(args) -> None:
+    for name, (recipe, overrides, _) in METHODS.items():
+        if args.only and name not in args.only:
+            continue
+        run_dir = Path(args.out) / name
+        if (run_dir / "summary.json").is_file():
+            continue
+        budget = f"train.cpu_budget_h={args.hours}"
+        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.state")):
+            cmd = ["--resume", str(run_dir), budget]
+        else:
+            cmd = [recipe, f"name={name}", f"out={args.out}", budget, *COMMON, *overrides]
+        cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "kxnet", "train", *cmd]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _seconds_per_image(model, size: int = 128, repeats: int = 3) -> float:
+    import torch
+
+    from kxnet.inference.benchmark import inference_runner
+
+    torch.set_num_threads(1)
+    runner = inference_runner(model)
+    y = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    times = []
+    with torch.inference_mode():
+        runner(y)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            runner(y)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def report(args) -> None:
+    from kxnet.inference.benchmark import benchmark_model
+    from kxnet.models import load_model
+
+    rows = []
+    for name, (_, _, what) in METHODS.items():
+        run_dir = Path(args.out) / name
+        summary_path = run_dir / "summary.json"
+        if not summary_path.is_file():
+            print(f"{name}: not trained yet ({run_dir})")
+            continue
+        summary = json.loads(summary_path.read_text())
+        cfg = json.loads(json.dumps(__import__("yaml").safe_load((run_dir / "config.yaml").read_text())))
+        model = load_model(run_dir / "model.safetensors")
+        params = sum(p.numel() for p in model.parameters())
+        cells = benchmark_model(model, name, Path(args.data), Path(args.work),
+                                {"Set5": (0.0, 15.0), "Set14": (0.0, 15.0)}, {}, progress=False)
+        rows.append({"method": name, "what": what, "params": params, "cpu_h": summary["cpu_s"] / 3600,
+                     "steps": summary["step"], "samples": summary["step"] * cfg["train"]["batch"],
+                     "cells": {c.key: c for c in cells}, "sec_128": _seconds_per_image(model)})
+    keys = ["Set5/setting2/x4/noise0", "Set5/setting2/x4/noise15", "Set14/setting2/x4/noise0", "Set14/setting2/x4/noise15"]
+    head = ("| method | parameters | training CPU-h | steps | samples | " +
+            " | ".join(k.replace("/setting2/x4/noise", " σn ") + " PSNR / SSIM" for k in keys) +
+            " | kernel L1, Set5 σn 0 (K⁰) | s per 128² LR image |")
+    lines = [head, "|" + "---|" * (7 + len(keys))]
+    for r in rows:
+        cells = [r["cells"][k] for k in keys]
+        k = cells[0].kernel
+        kern = f"{k['kernel_l1']:.3f} ({k['initial_kernel_l1']:.3f})" if k else "– (no HR kernel)"
+        lines.append(f"| {r['what']} | {r['params']:,} | {r['cpu_h']:.2f} | {r['steps']} | {r['samples']:,} | " +
+                     " | ".join(f"{c.psnr:.2f} / {c.ssim:.4f}" for c in cells) + f" | {kern} | {r['sec_128']:.2f} |")
+    bic = [rows[0]["cells"][k] for k in keys] if rows else []
+    if bic:
+        lines.append("| bicubic | – | – | – | – | " + " | ".join(f"{c.bicubic_psnr:.2f} / {c.bicubic_ssim:.4f}" for c in bic)
+                     + " | – | – |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(table)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["train", "report"])
+    ap.add_argument("--only", nargs="*", default=None)
+    ap.add_argument("--hours", type=float, default=1.0, help="training CPU-hours per method")
+    ap.add_argument("--out", default="runs/equal_budget")
+    ap.add_argument("--nice", type=int, default=19)
+    ap.add_argument("--data", default="../shared/data/benchmarks")
+    ap.add_argument("--work", default="runs/benchmark_sets")
+    ap.add_argument("--report", default="docs/equal_budget.md")
+    args = ap.parse_args()
+    train(args) if args.action == "train" else report(args)
+
+
+if __name__ == "__main__":
+    main()
