@@ -430,3 +430,14 @@ def test_cpu_budget_finishes_the_run(data_dirs, tmp_path):
     t, summary = run_trainer(cfg)
     assert summary["finished"] and 0 < summary["step"] < 10_000 and summary["cpu_s"] >= 0.36
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_continue_starts_a_run_then_resumes_it(data_dirs, tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_config(data_dirs, tmp_path / "run", train={"iterations": 2})))
+    assert cli_main(["train", str(recipe), "--continue", "--no-progress"]) == 0
+    assert load_state(sorted((tmp_path / "run" / "checkpoints").glob("*.state"))[-1])["step"] == 2
+    # the same command later, with more iterations: picks up at step 2, not from scratch
+    assert cli_main(["train", str(recipe), "--continue", "--no-progress", "train.iterations=4"]) == 0
+    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]

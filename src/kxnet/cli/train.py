@@ -31,6 +31,9 @@ def add_parser(sub):
     p.add_argument("config", nargs="?", help="recipe YAML (optional with --resume: the run's config.yaml is used)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder (or a .state file) exactly where it stopped")
+    p.add_argument("--continue", dest="keep_going", action="store_true",
+                   help="resume the recipe's run folder if it holds a checkpoint, else start it (from "
+                        "train.init_weights if set): one command to start or continue a long run")
     p.add_argument("--run-dir", help="run folder (default: <out>/<name>, i.e. runs/<recipe name>)")
     p.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,7 +59,14 @@ def run(args) -> int:
         if not config.is_file():
             raise FileNotFoundError(f"{args.resume}: not a run folder (no config.yaml); give the recipe too")
     cfg = load_config(config, overrides)
-    summary = train(cfg, resume=args.resume, stop_at=args.stop_at, progress=not args.no_progress)
+    resume = args.resume
+    if args.keep_going and resume is None:
+        from ..train.checkpoint import latest_checkpoint
+
+        run_dir = cfg.resolved_run_dir()
+        if latest_checkpoint(run_dir) is not None:
+            resume = str(run_dir)      # the recipe as given wins (e.g. more iterations), as with --resume
+    summary = train(cfg, resume=resume, stop_at=args.stop_at, progress=not args.no_progress)
     if summary.get("rank", 0) != 0:
         return 0                        # under torchrun only rank 0 reports
     if summary.get("finished"):
