@@ -88,7 +88,8 @@ def curves(args) -> dict[str, list[dict]]:
             tail = _records(Path(args.out) / f"{name}_blind" / "metrics.jsonl", "val")
             val = val + [dict(r, step=r["step"] + val[-1]["step"], cpu_s=r["cpu_s"] + offset) for r in tail[1:]]
         if val:
-            out[name] = [dict(r, cpu_h=r["cpu_s"] / 3600) for r in val]
+            zero = val[0]["cpu_s"]     # runs made before the trainer excluded its setup time from cpu_s
+            out[name] = [dict(r, cpu_h=(r["cpu_s"] - zero) / 3600) for r in val]
     base_train = _records(Path(args.out) / "base" / "metrics.jsonl", "train")
     if base_train and args.extra:
         sec_per_step = base_train[-1]["cpu_s"] / base_train[-1]["step"]

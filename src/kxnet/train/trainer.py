@@ -449,6 +449,7 @@ class Trainer:
         t, v, c = cfg.train, cfg.val, cfg.checkpoint
         last = t.iterations if stop_at is None else min(stop_at, t.iterations)
         start_time = time.perf_counter()
+        self._cpu_start, self._cpu_val = time.process_time(), 0.0   # setup (decoding, val set) is not training
         if v.at_start and self.step == 0 and self.is_main and self.val_set is not None:
             self.validate()
         saved_at = self.step if self.step else None
@@ -629,6 +630,7 @@ class Trainer:
         from ..models import create_model
 
         step = self.step
+        cpu_s = self.cpu_seconds()
         cpu0 = time.process_time()
         model = self.eval_model()
         was_training = model.training
@@ -642,7 +644,7 @@ class Trainer:
             self.bicubic_psnr = bic["psnr"]
         record = {"kind": "val", "step": step, "psnr": res["psnr"], "ssim": res["ssim"],
                   "stage_psnr": res["stage_psnr"], "kernel_psnr": res["kernel_psnr"], "kernel_mae": res["kernel_mae"],
-                  "kernel_l1_sum1": res["kernel_l1"], "cpu_s": round(self.cpu_seconds(), 1),
+                  "kernel_l1_sum1": res["kernel_l1"], "cpu_s": round(cpu_s, 1),
                   "bicubic_psnr": self.bicubic_psnr, "pairs": res["pairs"], "loss": self.validation_loss()}
         improved = self.best["psnr"] is None or res["psnr"] > self.best["psnr"]
         if improved:
