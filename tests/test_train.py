@@ -441,3 +441,17 @@ def test_continue_starts_a_run_then_resumes_it(data_dirs, tmp_path, capsys):
     assert cli_main(["train", str(recipe), "--continue", "--no-progress", "train.iterations=4"]) == 0
     steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
+
+
+def test_lr_mult_gives_matching_parameters_their_own_rate(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", train={"lr": 1e-3, "lr_mult": {"gamma_stage": 100},
+                                                          "schedule": "constant", "iterations": 2})
+    t, _ = run_trainer(cfg, stop_at=1)
+    lrs = sorted(g["lr"] for g in t.optimizer.param_groups)
+    assert lrs == pytest.approx([1e-3, 0.1])
+    (fast,) = [g for g in t.optimizer.param_groups if g["lr"] > 0.01]
+    assert len(fast["params"]) == 1 and fast["params"][0] is t.model.gamma_stage
+    t2, _ = run_trainer(cfg, resume=tmp_path / "run")     # the groups survive a resume
+    assert sorted(g["lr"] for g in t2.optimizer.param_groups) == pytest.approx([1e-3, 0.1])
+    with pytest.raises(ConfigError, match="lr_mult"):
+        config_from_dict(tiny_config(data_dirs, tmp_path / "r", train={"lr_mult": {"gamma_stage": -1}}))

@@ -90,11 +90,27 @@ def lr_factor(t, step: int) -> float:
     return factor
 
 
+def param_groups(cfg: Config, model: nn.Module) -> list[dict]:
+    """Trainable parameters grouped by learning rate: ``train.lr_mult`` maps shell patterns of
+    parameter names to multipliers of ``train.lr`` (first match wins); the rest get ``train.lr``.
+
+    Adam moves a parameter by at most about its learning rate per step, so a scalar that must
+    travel far (KXNet's step sizes ``gamma_stage``) needs a larger rate than the weights."""
+    import fnmatch
+
+    t = cfg.train
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            mult = next((m for pat, m in t.lr_mult.items() if fnmatch.fnmatch(name, pat)), 1.0)
+            groups.setdefault(float(mult), []).append(p)
+    return [{"params": ps, "lr": t.lr * mult} for mult, ps in sorted(groups.items())]
+
+
 def build_optimizer(cfg: Config, model: nn.Module):
     """Adam and the recipe's learning-rate schedule (:func:`lr_factor`)."""
     t = cfg.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(cfg, model), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(t, step))
     return optimizer, scheduler
 
@@ -315,10 +331,13 @@ class Trainer:
         # the schedule is a function of (recipe, step); the recipe may have been edited on resume
         # (a longer run, another lr): it wins
         self.scheduler.last_epoch = self.step
-        self.scheduler.base_lrs = [self.cfg.train.lr] * len(self.optimizer.param_groups)
-        for group in self.optimizer.param_groups:
-            group["initial_lr"] = self.cfg.train.lr
-            group["lr"] = self.cfg.train.lr * lr_factor(self.cfg.train, self.step)
+        base = [g["lr"] for g in param_groups(self.cfg, self.model)]
+        if len(base) != len(self.optimizer.param_groups):
+            raise ValueError("train.lr_mult groups the parameters differently from the checkpoint's optimiser")
+        self.scheduler.base_lrs = base
+        for group, lr in zip(self.optimizer.param_groups, base):
+            group["initial_lr"] = lr
+            group["lr"] = lr * lr_factor(self.cfg.train, self.step)
         self.best = dict(state.get("best") or self.best)
         self.bicubic_psnr = state.get("bicubic_psnr")
         self._info(f"resumed {self.run_dir.name} at step {self.step}")
