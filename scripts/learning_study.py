@@ -36,9 +36,9 @@ VARIANTS = {
     "gamma100": (["train.lr_mult.gamma_stage=100"], "8e-4, the K-steps' step sizes γ at 100× the rate (8e-2)"),
     "kw30+gamma100": (["train.loss.kernel_weight=3.0", "train.loss.kernel_weight_last=30.0",
                        "train.lr_mult.gamma_stage=100"], "kw30 and gamma100 together"),
+    "nonblind": (["train.nonblind=true"], "first half non-blind (true kernels), second half blind, 8e-4"),
     "cosine": (["train.schedule=cosine", "train.warmup=30"], "8e-4, 30-step warm-up, cosine decay to 0 at the end"),
     "lr1.6e-3": (["train.lr=1.6e-3", "train.warmup=50"], "1.6e-3 constant after a 50-step warm-up"),
-    "nonblind": (["train.nonblind=true"], "first half non-blind (true kernels), second half blind, 8e-4"),
     "ema": (["train.ema_decay=0.995"], "8e-4, validated on an EMA of the weights (decay 0.995)"),
     "patch64": (["data.lr_patch=64", "train.batch=2"], "8e-4, LR patch 64 × batch 2 (same pixels as 32 × 8)"),
 }
@@ -153,7 +153,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["run", "report"])
     ap.add_argument("--only", nargs="*", default=None)
-    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--init", default=INIT)
     ap.add_argument("--out", default="runs/study")
