@@ -1,6 +1,15 @@
 """Physics of the degradation model ``Y = (X ⊗ K)↓s + N``: the one implementation of every
 operator, used by synthesis, models, training and tests alike."""
 
+from .fft import (
+    SFoldSystem,
+    circular_blur_downsample,
+    psf2otf,
+    psf_of_kernel,
+    sfold_solve,
+    sfold_system,
+    zero_upsample,
+)
 from .operators import (
     back_project,
     back_project_normaliser,
@@ -15,14 +24,21 @@ from .operators import (
 )
 
 __all__ = [
+    "SFoldSystem",
     "back_project",
     "back_project_normaliser",
     "bicubic_upsample",
     "blur",
     "blur_downsample",
     "blur_downsample_adjoint",
+    "circular_blur_downsample",
     "downsample",
     "kernel_gradient",
     "lr_size",
+    "psf2otf",
+    "psf_of_kernel",
     "reflect_pad_adjoint",
+    "sfold_solve",
+    "sfold_system",
+    "zero_upsample",
 ]
