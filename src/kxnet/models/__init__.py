@@ -20,6 +20,7 @@ from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
+from .usrnet import USRNet, USRNetConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "KXNetOutput",
     "ModelLoadError",
     "SROutput",
+    "USRNet",
+    "USRNetConfig",
     "architecture",
     "architecture_of",
     "architectures",
