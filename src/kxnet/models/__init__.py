@@ -21,6 +21,7 @@ from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
 from .usrnet import USRNet, USRNetConfig
+from .kenet import KENet, KENetConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "Bicubic",
     "DAN",
     "DANConfig",
+    "KENet",
+    "KENetConfig",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",
