@@ -22,6 +22,7 @@ from .bicubic import Bicubic
 from .dan import DAN, DANConfig
 from .usrnet import USRNet, USRNetConfig
 from .kenet import KENet, KENetConfig
+from .kenet_usrnet import KENetUSRNet, KENetUSRNetConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "DANConfig",
     "KENet",
     "KENetConfig",
+    "KENetUSRNet",
+    "KENetUSRNetConfig",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",
