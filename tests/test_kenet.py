@@ -200,9 +200,10 @@ def test_sr_command_on_a_real_photo(pair_file, tmp_path, capsys):
     crop = (np.clip(photo[:40, :48], 0, 1) * 255).round().astype(np.uint8)
     PILImage.fromarray(crop).save(tmp_path / "chip_crop.png")
     code = main(["sr", str(tmp_path / "chip_crop.png"), "-o", str(tmp_path / "out"), "--model", str(pair_file),
-                 "--save-kernel", "--quiet"])
+                 "--save-kernel", "--stages", "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert read_image(tmp_path / "out" / "chip_crop_x2.png").rgb.shape == (80, 96, 3)
+    assert (tmp_path / "out" / "chip_crop_x2_stages.png").is_file()
     k = np.load(tmp_path / "out" / "chip_crop_x2_kernel.npy")
     assert k.shape == (11, 11) and abs(k.sum() - 1) < 1e-5 and (k >= 0).all()
 

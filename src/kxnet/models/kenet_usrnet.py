@@ -102,7 +102,7 @@ class KENetUSRNet(nn.Module):
         estimate), else USRNet with ``kernel`` (project orientation). ``sigma`` as USRNet's."""
         estimate = self.kenet.estimate(y) if kernel is None else kernel
         out = self.usrnet(y, estimate, sigma)
-        return SROutput(out.sr, out.kernel, out.stage_images, [], condition=out.kernel)
+        return SROutput(out.sr, out.kernel, out.stage_images, out.stage_kernels, condition=out.kernel)
 
 
 def combine(kenet: KENet, usrnet: USRNet) -> KENetUSRNet:

@@ -202,7 +202,8 @@ class USRNet(nn.Module):
         ``kernel``: B×p×p, B×1×p×p or one p×p for the batch, odd p ≤ the HR size, in the
         project's orientation (see the module docstring). ``sigma``: the noise level in [0, 1]
         units — a number, or one per image; None uses ``config.noise_level`` or an estimate.
-        ``stage_images`` are x_1…x_n (``sr`` = x_n); ``kernel`` and ``condition`` the kernel used.
+        ``stage_images`` are x_1…x_n (``sr`` = x_n); ``kernel``, ``condition`` and every one of
+        ``stage_kernels`` the kernel used (each iteration uses it; per-stage pictures need one per stage).
         """
         if kernel is None:
             raise ValueError("USRNet is non-blind: it needs the blur kernel, model(y, kernel=k); "
@@ -221,7 +222,7 @@ class USRNet(nn.Module):
             beta = ab[:, c.n_iter + i:c.n_iter + i + 1].expand(-1, -1, *z.shape[-2:]).to(z.dtype)
             x = self.p(torch.cat([z, beta], dim=1))
             stages.append(x)
-        return SROutput(x, k, stages, [], condition=k)
+        return SROutput(x, k, stages, [k] * c.n_iter, condition=k)
 
     def _as_kernels(self, kernel: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k = torch.as_tensor(kernel).to(device=y.device, dtype=y.dtype)
