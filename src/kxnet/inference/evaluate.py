@@ -11,7 +11,9 @@ in the heavy parts). The numbers are those of running every pair alone, to float
 
 ``oracle=True`` runs the method non-blind with the true kernel of every pair (the "GT kernel"
 rows of KXNet's §5.3 and DAN's Table 3): ``model(lr, kernel=k)``, or with
-``model.oracle_condition(hr, k)`` for a method whose estimate is not the HR kernel itself.
+``model.oracle_condition(hr, k)`` for a method whose estimate is not the HR kernel itself. A
+method that takes a noise level (``takes_noise_level``: USRNet, KENet+USRNet) is then also given
+the set's true σ, ``model(lr, kernel=k, sigma=σn/255)`` ("GT k, GT σ", BASELINES.md §5.5).
 """
 
 from __future__ import annotations
@@ -190,6 +192,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
     gts = [np.load(set_dir / p["kernel"]) for p in pairs]
     hr_cache: dict[str, np.ndarray] = {}   # the current image only: batches come image by image
     oracle_condition = getattr(model, "oracle_condition", None)
+    true_sigma = {"sigma": manifest["noise"] / 255.0} if oracle and getattr(model, "takes_noise_level", False) else {}
     results: list = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc=f"eval {method_name or 'model'}{' (oracle)' if oracle else ''} on {set_dir.name}",
                unit="img", disable=not progress)
@@ -205,7 +208,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
                 if oracle_condition is not None:
                     hr = torch.from_numpy(hr_u8).permute(2, 0, 1)[None].float().div(255.0).to(device)
                     k = oracle_condition(hr.expand(len(idx), -1, -1, -1), k)
-                out = model(lr, kernel=k)
+                out = model(lr, kernel=k, **true_sigma)
             else:
                 out = model(lr)
             for j, i in enumerate(idx):

@@ -21,6 +21,9 @@ from .kxnet import KXNet, KXNetConfig, KXNetOutput
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
 from .dcls import DCLS, DCLSConfig
+from .usrnet import USRNet, USRNetConfig
+from .kenet import KENet, KENetConfig
+from .kenet_usrnet import KENetUSRNet, KENetUSRNetConfig
 from .loading import ModelLoadError, convert_checkpoint, load_model, resolve_method, resolve_weights, save_model
 
 __all__ = [
@@ -30,11 +33,17 @@ __all__ = [
     "DANConfig",
     "DCLS",
     "DCLSConfig",
+    "KENet",
+    "KENetConfig",
+    "KENetUSRNet",
+    "KENetUSRNetConfig",
     "KXNet",
     "KXNetConfig",
     "KXNetOutput",
     "ModelLoadError",
     "SROutput",
+    "USRNet",
+    "USRNetConfig",
     "architecture",
     "architecture_of",
     "architectures",

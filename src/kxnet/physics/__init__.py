@@ -1,6 +1,14 @@
 """Physics of the degradation model ``Y = (X ⊗ K)↓s + N``: the one implementation of every
 operator, used by synthesis, models, training and tests alike."""
 
+from .fft import (
+    SFoldSystem,
+    circular_blur_downsample,
+    psf_of_kernel,
+    sfold_solve,
+    sfold_system,
+    zero_upsample,
+)
 from .operators import (
     back_project,
     back_project_normaliser,
@@ -16,16 +24,22 @@ from .operators import (
 from .fourier import otf2psf, psf2otf
 
 __all__ = [
+    "SFoldSystem",
     "back_project",
     "back_project_normaliser",
     "bicubic_upsample",
     "blur",
     "blur_downsample",
     "blur_downsample_adjoint",
+    "circular_blur_downsample",
     "downsample",
     "kernel_gradient",
     "lr_size",
     "otf2psf",
     "psf2otf",
+    "psf_of_kernel",
     "reflect_pad_adjoint",
+    "sfold_solve",
+    "sfold_system",
+    "zero_upsample",
 ]

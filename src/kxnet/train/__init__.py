@@ -1,8 +1,8 @@
 """Training: typed recipes, on-the-fly degraded batches, Eq. 12 loss, resumable checkpoints, DDP.
 
 Knows losses and loops for any registered model with the shared output contract (each
-architecture's objective: :mod:`.loss`, :mod:`.loss_dan`); the architectures themselves stay
-pure ``nn.Module``s (:mod:`kxnet.models`).
+architecture's objective: :mod:`.loss`, :mod:`.loss_dan`, :mod:`.loss_usrnet`, :mod:`.loss_kenet`);
+the architectures themselves stay pure ``nn.Module``s (:mod:`kxnet.models`).
 """
 
 from .checkpoint import export_weights, latest_checkpoint, load_state
@@ -25,6 +25,8 @@ from .ema import ModelEMA
 from .loss import kxnet_loss, stage_weights
 from .loss_dan import dan_loss
 from .loss_dcls import dcls_loss
+from .loss_kenet import attention_loss
+from .loss_usrnet import usrnet_loss
 from .trainer import Trainer, build_model, build_optimizer, train
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "TrainingSamples",
     "ValConfig",
     "apply_overrides",
+    "attention_loss",
     "build_loader",
     "build_model",
     "build_optimizer",
@@ -57,4 +60,5 @@ __all__ = [
     "save_config",
     "stage_weights",
     "train",
+    "usrnet_loss",
 ]

@@ -84,7 +84,9 @@ class LossConfig:
     """Eq. 12: Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K); α_t = image_weight (t < T) / image_weight_last (t = T).
 
     DAN scores its last iteration only: image_weight_last·L1(SRᵀ, X) + code_weight·L1(cᵀ, c_gt)
-    (:mod:`kxnet.train.loss_dan`); KXNet ignores ``code_weight``.
+    (:mod:`kxnet.train.loss_dan`); KXNet ignores ``code_weight``. USRNet: image_weight_last·L1(x_n, X)
+    (:mod:`.loss_usrnet`). KENet: the adaptive attention loss with thresholds ``att_lambda`` and
+    weights ``att_rho`` (:mod:`.loss_kenet`); only KENet reads these two.
     """
 
     image_weight: float = 0.1
@@ -92,6 +94,8 @@ class LossConfig:
     kernel_weight: float = 0.1
     kernel_weight_last: float = 1.0
     code_weight: float = 1.0
+    att_lambda: tuple[float, float] = (0.01, 0.1)      # λ₁, λ₂: fractions of the true kernel's peak
+    att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)  # ρ₀ (all taps), ρ₁ (> λ₁·peak), ρ₂ (> λ₂·peak)
 
 
 @dataclass
@@ -224,6 +228,10 @@ class Config:
         for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last", "code_weight"):
             if getattr(t.loss, name) < 0:
                 fail(f"train.loss.{name}", f"must be ≥ 0, got {getattr(t.loss, name)}")
+        if any(r < 0 for r in t.loss.att_rho):
+            fail("train.loss.att_rho", f"each must be ≥ 0, got {list(t.loss.att_rho)}")
+        if not all(0 <= lam < 1 for lam in t.loss.att_lambda):
+            fail("train.loss.att_lambda", f"each must be in [0, 1), got {list(t.loss.att_lambda)}")
         _positive(fail, "train.seed", t.seed, minimum=0)
         _positive(fail, "train.threads", t.threads, minimum=0)
         if t.device != "auto" and t.device != "cpu" and not (t.device == "cuda" or t.device.startswith("cuda:")):

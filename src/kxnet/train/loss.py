@@ -23,7 +23,7 @@ from .config import LossConfig
 
 __all__ = ["Objective", "blind_forward", "kxnet_loss", "objective_for", "register_objective", "stage_weights"]
 
-Batch = dict[str, torch.Tensor]   # "lr", "hr", "kernel" (B×p×p), "noise" (σn in [0, 1]), on the device
+Batch = dict[str, torch.Tensor]   # "lr", "hr", "kernel" (B×p×p), "noise" (σn, 8-bit units), on the device
 
 
 def blind_forward(model: nn.Module, batch: Batch):

@@ -654,8 +654,9 @@ class Trainer:
         model = self.eval_model()
         was_training = model.training
         model.eval()
-        res = evaluate(model, self.val_set, self.cfg.name or "kxnet", self.device,
-                       per_stage=self.cfg.val.per_stage, progress=False).summary()
+        # a non-blind model (USRNet) cannot run blind: it is validated with the true kernels
+        res = evaluate(model, self.val_set, self.cfg.name or "kxnet", self.device, per_stage=self.cfg.val.per_stage,
+                       progress=False, oracle=getattr(model, "needs_kernel", False)).summary()
         model.train(was_training)
         if self.bicubic_psnr is None:
             bic = evaluate(create_model("bicubic", scale=self.cfg.model.scale), self.val_set, "bicubic",

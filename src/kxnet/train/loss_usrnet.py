@@ -1,0 +1,35 @@
+"""USRNet's training objective (BASELINES.md §3.3; KAIR ``train_usrnet.json``): non-blind, L1.
+
+``L = image_weight_last · L1(x_n, X)`` with mean-reduced L1 on the last iteration only (KAIR
+scores ``netG``'s output, nothing per iteration). The forward feeds the batch's true kernel
+(the project's orientation; USRNet flips it itself) and true σ: batches carry ``noise`` in 8-bit
+units (:class:`kxnet.train.TrainingSamples`), USRNet takes [0, 1] units, hence the ÷255.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import LossConfig
+from .loss import Batch, Objective, register_objective
+
+__all__ = ["usrnet_forward", "usrnet_loss"]
+
+
+def usrnet_forward(model: nn.Module, batch: Batch):
+    return model(batch["lr"], kernel=batch["kernel"], sigma=batch["noise"].float() / 255.0)
+
+
+def usrnet_loss(output, hr: torch.Tensor, weights: LossConfig | None = None):
+    """``(total, parts)`` for a USRNet :class:`~kxnet.models.SROutput`; no kernel term."""
+    w = weights or LossConfig()
+    wide = torch.promote_types(output.sr.dtype, torch.float32)   # autocast outputs scored in float32
+    image = F.l1_loss(output.sr.to(wide), hr.to(wide))
+    total = w.image_weight_last * image
+    return total, {"total": total.detach(), "image": image.detach(), "kernel": image.new_zeros(()).detach()}
+
+
+register_objective("usrnet", Objective(loss=lambda out, batch, w: usrnet_loss(out, batch["hr"], w),
+                                       forward=usrnet_forward))
