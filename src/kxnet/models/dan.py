@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, SETTINGS, kernel_pca, kernel_size
+from ..kernels import kernel_pca, kernel_size
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_scale_variants
 
 __all__ = ["DANConfig", "DAN", "Restorer", "Estimator", "dan"]
@@ -35,7 +36,7 @@ CA_REDUCTION = 16           # channel attention squeezes nf → nf/16
 
 
 @dataclass
-class DANConfig:
+class DANConfig(MethodConfig):
     """Everything that shapes a DAN; JSON-serialisable via :meth:`to_dict`.
 
     Defaults are the release's (nf 64, 40 Restorer blocks, 10-long codes, a 32-wide Estimator
@@ -45,9 +46,6 @@ class DANConfig:
     tests with 4 (the paper's Fig. 6 raises it at test time without harm).
     """
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     loops: int = 4
     nf: int = 64
     nb: int = 40
@@ -56,35 +54,15 @@ class DANConfig:
     estimator_blocks: int = 5
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
+        super().__post_init__()
         p = kernel_size(self.setting, self.scale)
-        if self.kernel_size is None:
-            self.kernel_size = p
         if self.kernel_size != p:
             raise ValueError(f"setting {self.setting} at ×{self.scale} uses {p}×{p} kernels, not "
                              f"{self.kernel_size}×{self.kernel_size} (the PCA basis is fitted on them)")
-        for name in ("loops", "nb", "code_length", "estimator_blocks"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("nf", "estimator_nf"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < CA_REDUCTION:
-                raise ValueError(f"{name} must be an integer ≥ {CA_REDUCTION} (channel attention divides "
-                                 f"it by {CA_REDUCTION}), got {getattr(self, name)!r}")
+        self.require_positive("loops", "nb", "code_length", "estimator_blocks")
+        self.require_positive("nf", "estimator_nf", minimum=CA_REDUCTION)  # channel attention divides by it
         if self.code_length > p * p:
             raise ValueError(f"code_length {self.code_length} exceeds the {p * p} taps of a {p}×{p} kernel")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DANConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown DANConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:

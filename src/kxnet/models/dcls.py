@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, SETTINGS, kernel_size
+from ..kernels import SCALES, kernel_size
 from .dcls_fourier import reformulated_kernel
 from .dcls_networks import ATTENTION_REDUCTION, Estimator, Restorer
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_scale_variants
 
 __all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls"]
@@ -36,7 +37,7 @@ FILTER_STRUCTURES = {21: [11, 7, 5, 1], 11: [7, 3, 3, 1], 31: [11, 9, 7, 5, 3], 
 
 
 @dataclass
-class DCLSConfig:
+class DCLSConfig(MethodConfig):
     """Everything that shapes a DCLS; JSON-serialisable via :meth:`to_dict`. Defaults are the
     released network (``nf 64, nb 10, ng 5, input_para 256``).
 
@@ -50,9 +51,6 @@ class DCLSConfig:
     that is 0/0 = NaN) and changes nothing where the denominator is of order one (docs/dcls.md).
     """
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     nf: int = 64
     nb: int = 10
     ng: int = 5
@@ -63,12 +61,7 @@ class DCLSConfig:
     cls_eps: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.kernel_size is None:
-            self.kernel_size = kernel_size(self.setting, self.scale)
+        super().__post_init__()
         p = self.kernel_size
         if self.filter_structures is None:
             if p not in FILTER_STRUCTURES:
@@ -80,10 +73,7 @@ class DCLSConfig:
             raise ValueError(f"filter_structures {fs} must be ≥ 2 odd sizes with Σ(f − 1) + 1 = {p}")
         if p < 7:  # the target's post-processing keeps the 41 largest taps
             raise ValueError(f"kernel_size must be an odd number ≥ 7, got {p}")
-        for name in ("nf", "nb", "ng", "reduction", "input_para", "kernel_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.require_positive("nf", "nb", "ng", "reduction", "input_para", "kernel_channels")
         if self.nf % self.reduction or self.nf // self.reduction < ATTENTION_REDUCTION:
             raise ValueError(f"nf ({self.nf}) must be a multiple of reduction ({self.reduction}) "
                              f"with nf/reduction ≥ {ATTENTION_REDUCTION}")
@@ -98,16 +88,6 @@ class DCLSConfig:
     def primitive_channels(self) -> int:
         """nf2 = nf / reduction: the primitive path and the CLS run at this width."""
         return self.nf // self.reduction
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DCLSConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown DCLSConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # ------------------------------------------------------------------------------- model

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, SETTINGS, kernel_size
 from ..physics import bicubic_upsample
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_model
 
 __all__ = ["KENetConfig", "KENet", "kenet", "PAPER_CHANNELS", "DOUBLING_CHANNELS"]
@@ -41,42 +41,20 @@ DOUBLING_CHANNELS = (64, 128, 256, 512)  # the alternative reading
 
 
 @dataclass
-class KENetConfig:
+class KENetConfig(MethodConfig):
     """Everything that shapes a KENet. ``kernel_size`` (the paper's l) is the setting's p by
     default — it must be, to be trained against that setting's kernels."""
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     channels: tuple[int, ...] = PAPER_CHANNELS
     fc: int = 1024
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.kernel_size is None:
-            self.kernel_size = kernel_size(self.setting, self.scale)
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size!r}")
+        super().__post_init__()
         self.channels = tuple(self.channels)
         if len(self.channels) != 4 or not all(isinstance(c, int) and c > 0 for c in self.channels):
             raise ValueError(f"channels must be 4 positive integers (one per stage), got {self.channels!r}")
-        if not isinstance(self.fc, int) or self.fc < 1:
-            raise ValueError(f"fc must be a positive integer, got {self.fc!r}")
+        self.require_positive("fc")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KENetConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown KENetConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 class _ResBlock(nn.Module):

@@ -16,14 +16,14 @@ state dict is theirs under the prefixes ``kenet.`` and ``usrnet.``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, SETTINGS, kernel_size
 from .kenet import KENet, KENetConfig, infer_kenet_config
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_model
 from .usrnet import USRNet, USRNetConfig, _infer_usrnet_config
 
@@ -34,24 +34,16 @@ _SHARED = ("scale", "setting", "kernel_size")
 
 
 @dataclass
-class KENetUSRNetConfig:
+class KENetUSRNetConfig(MethodConfig):
     """Shared ``scale``/``setting``/``kernel_size``, and the other fields of each part:
     ``kenet`` (:class:`KENetConfig`: channels, fc) and ``usrnet`` (:class:`USRNetConfig`:
     n_iter, nc, nb, h_nc, noise_level). Defaults: the paper's KENet and the released USRNet."""
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     kenet: dict = field(default_factory=dict)
     usrnet: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.kernel_size is None:
-            self.kernel_size = kernel_size(self.setting, self.scale)
+        super().__post_init__()
         for name in ("kenet", "usrnet"):
             part = getattr(self, name)
             if not isinstance(part, dict) or set(part) & set(_SHARED):
@@ -72,13 +64,6 @@ class KENetUSRNetConfig:
 
     def to_dict(self) -> dict:
         return {**self._shared(), "kenet": dict(self.kenet), "usrnet": dict(self.usrnet)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KENetUSRNetConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown KENetUSRNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 class KENetUSRNet(nn.Module):

@@ -16,7 +16,7 @@ Two modes share the weights and differ only in the X-step's back-projection:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 import math
 import re
 
@@ -24,9 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import SCALES, SETTINGS, auxiliary_bank, initial_kernel, kernel_size
+from ..kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size
 from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_scale_variants
 
 __all__ = [
@@ -56,7 +57,7 @@ def _bank_scales(setting: int) -> dict[int, int]:
 
 
 @dataclass
-class KXNetConfig:
+class KXNetConfig(MethodConfig):
     """Everything that shapes a KXNet; JSON-serialisable via :meth:`to_dict`.
 
     ``kernel_size`` defaults to the setting's (§2.3–2.4). Another size is accepted when the
@@ -65,28 +66,18 @@ class KXNetConfig:
     length) is an extension: the channels cycle through the bank.
     """
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     stages: int = 19
     aux_x_channels: int = 32
     aux_k_channels: int = 24
     mode: str = "official"
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.kernel_size is None:
-            self.kernel_size = kernel_size(self.setting, self.scale)
+        super().__post_init__()
         sizes = _bank_scales(self.setting)
         if self.kernel_size not in sizes:
             raise ValueError(f"setting {self.setting} has auxiliary banks of sizes {sorted(sizes)}, "
                              f"not {self.kernel_size}")
-        for name in ("stages", "aux_x_channels", "aux_k_channels"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        self.require_positive("stages", "aux_x_channels", "aux_k_channels")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
 
@@ -99,16 +90,6 @@ class KXNetConfig:
     def kernel_channels(self) -> int:
         """The kernel three times plus its auxiliary channels (§3.3)."""
         return 3 + self.aux_k_channels
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "KXNetConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown KXNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # The release returns [srs, kernels]; every method here returns the shared SROutput.

@@ -24,15 +24,15 @@ the oracle rows (BASELINES.md §5.1).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import SCALES, SETTINGS, kernel_size
 from ..physics import psf_of_kernel, sfold_solve, sfold_system
 from .output import SROutput
+from .config import MethodConfig
 from .registry import Architecture, register_architecture, register_model
 
 __all__ = ["USRNetConfig", "USRNet", "ResUNet", "HyPaNet", "estimate_noise_level", "usrnet", "usrnet_tiny",
@@ -43,7 +43,7 @@ INIT_GAIN = 0.2  # KAIR trains USRNet from orthogonal weights of gain 0.2, biase
 
 
 @dataclass
-class USRNetConfig:
+class USRNetConfig(MethodConfig):
     """Everything that shapes a USRNet; JSON-serialisable via :meth:`to_dict`.
 
     Defaults are the released model (8 iterations, ResUNet widths 64/128/256/512, 2 blocks per
@@ -54,9 +54,6 @@ class USRNetConfig:
     (:func:`estimate_noise_level`).
     """
 
-    scale: int = 4
-    setting: int = 2
-    kernel_size: int | None = None
     n_iter: int = 8
     nc: tuple[int, int, int, int] = (64, 128, 256, 512)
     nb: int = 2
@@ -64,34 +61,14 @@ class USRNetConfig:
     noise_level: float | None = None
 
     def __post_init__(self) -> None:
-        if self.setting not in SETTINGS:
-            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
-        if self.scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {self.scale!r}")
-        if self.kernel_size is None:
-            self.kernel_size = kernel_size(self.setting, self.scale)
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 != 1:
-            raise ValueError(f"kernel_size must be a positive odd integer, got {self.kernel_size!r}")
+        super().__post_init__()
         self.nc = tuple(self.nc)
         if len(self.nc) != 4 or not all(isinstance(c, int) and c > 0 for c in self.nc):
             raise ValueError(f"nc must be 4 positive integers (the ResUNet's level widths), got {self.nc!r}")
-        for name in ("n_iter", "nb", "h_nc"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        self.require_positive("n_iter", "nb", "h_nc")
         if self.noise_level is not None and not self.noise_level >= 0:
             raise ValueError(f"noise_level must be ≥ 0 (8-bit units) or null, got {self.noise_level!r}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["nc"] = list(self.nc)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "USRNetConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown USRNetConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
 
 # ------------------------------------------------------------------------ the modules
