@@ -11,6 +11,7 @@ from .settings import (
     initial_kernel,
     kernel_size,
     sample_training_kernels,
+    setting_of_kernel_size,
     benchmark_kernels,
 )
 from .pca import KernelPCA, explained_variance, kernel_pca
@@ -31,5 +32,6 @@ __all__ = [
     "kernel_size",
     "kernel_to_image",
     "sample_training_kernels",
+    "setting_of_kernel_size",
     "benchmark_kernels",
 ]

@@ -107,3 +107,11 @@ def sample_training_kernels(setting: int, scale: int, batch: int, generator: tor
     th = _uniform(batch, -math.pi, math.pi, generator)
     noise = _uniform(batch, *ANISO_TRAIN_NOISE, generator).float()
     return KernelBatch(anisotropic_gaussian(p, sx, sy, th), noise, {"sigma_x": sx, "sigma_y": sy, "theta": th})
+
+
+def setting_of_kernel_size(scale: int, size: int) -> int:
+    """The setting a model's kernel size implies, for weights that do not store it: setting 1
+    uses 21×21 at every scale, setting 2 11/15/21 at ×2/×3/×4, so p = 21 means setting 1 at ×2
+    and ×3; at ×4 (and for any other size) it is taken as setting 2, which only chooses defaults
+    (training kernels, validation set) — the weights carry everything else."""
+    return 1 if size == kernel_size(1, scale) != kernel_size(2, scale) else 2

@@ -12,15 +12,15 @@ from dataclasses import asdict, dataclass, fields
 
 from ..kernels import SCALES, SETTINGS, kernel_size
 
-__all__ = ["MethodConfig"]
+__all__ = ["MethodConfig", "to_plain"]
 
 
-def _plain(obj):
+def to_plain(obj):
     """Tuples → lists, so a config dumps as plain JSON and compares equal after a round trip."""
     if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
+        return {k: to_plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [to_plain(v) for v in obj]
     return obj
 
 
@@ -50,7 +50,7 @@ class MethodConfig:
                 raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
 
     def to_dict(self) -> dict:
-        return _plain(asdict(self))
+        return to_plain(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict):

@@ -18,16 +18,15 @@ release's state dicts load without renaming. A pure architecture: the loss lives
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import kernel_pca, kernel_size
+from ..kernels import kernel_pca, kernel_size, setting_of_kernel_size
 from .output import SROutput
 from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_scale_variants
+from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
 
 __all__ = ["DANConfig", "DAN", "Restorer", "Estimator", "dan"]
 
@@ -254,10 +253,6 @@ def _is_dan_state(state: dict) -> bool:
     return "init_ker_map" in state or "Estimator.head_LR.weight" in state
 
 
-def _block_count(state: dict, prefix: str) -> int:
-    """1 + the highest block index (a gap then shows as missing tensors, not as a smaller model)."""
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
-    return 1 + max((int(m.group(1)) for k in state if (m := pattern.match(k))), default=-1)
 
 
 def _infer_dan_config(state: dict) -> DANConfig:
@@ -289,12 +284,11 @@ def _infer_dan_config(state: dict) -> DANConfig:
             raise ValueError(f"upsampler width {state['Restorer.upscale.0.weight'].shape[0]} matches no scale "
                              f"(expected {nf}·s²)")
     try:
-        ambiguous = kernel_size(1, scale) == kernel_size(2, scale)
-        setting = 1 if p == kernel_size(1, scale) and not ambiguous else 2
+        setting = setting_of_kernel_size(scale, p)
         return DANConfig(scale=scale, setting=setting, kernel_size=p, nf=nf,
-                         nb=_block_count(state, "Restorer.body"), code_length=enc.shape[2],
+                         nb=count_indexed(state, "Restorer.body"), code_length=enc.shape[2],
                          estimator_nf=state["Estimator.head_LR.weight"].shape[0],
-                         estimator_blocks=_block_count(state, "Estimator.body"))
+                         estimator_blocks=count_indexed(state, "Estimator.body"))
     except ValueError as e:
         raise ValueError(f"unsupported DAN shape ({e})") from e
 

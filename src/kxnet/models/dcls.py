@@ -16,18 +16,17 @@ architecture: the training target (:func:`~.dcls_fourier.reformulated_kernel`) a
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, kernel_size
+from ..kernels import SCALES, setting_of_kernel_size
 from .dcls_fourier import reformulated_kernel
 from .dcls_networks import ATTENTION_REDUCTION, Estimator, Restorer
 from .output import SROutput
 from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_scale_variants
+from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
 
 __all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls"]
 
@@ -164,10 +163,6 @@ def _is_dcls_state(state: dict) -> bool:
     return all(k in state for k in _MARKERS)
 
 
-def _count(state: dict, pattern: str) -> int:
-    return len({m.group(1) for k in state if (m := re.match(pattern, k))})
-
-
 def _filter_sizes(state: dict, layers: int, g: int) -> list[int] | None:
     """Each decoder's filter side given G hidden channels, or None if some is not an odd integer."""
     sizes = []
@@ -206,7 +201,7 @@ def _infer_dcls_config(state: dict) -> DCLSConfig:
         scale = scale if scale * scale * nf == up else 0
     if scale not in SCALES:
         raise ValueError(f"upsampler width {up} (features {nf}) matches no scale in {SCALES}")
-    layers = _count(state, r"Estimator\.dec\.(\d+)\.weight")
+    layers = count_indexed(state, "Estimator.dec")
     if layers < 2:
         raise ValueError(f"expected at least 2 kernel decoders, found {layers}")
     for g in [16, *range(1, 65)]:
@@ -216,11 +211,11 @@ def _infer_dcls_config(state: dict) -> DCLSConfig:
     else:
         raise ValueError("kernel decoder shapes match no deep linear kernel of odd filters")
     p = sum(f - 1 for f in sizes) + 1
-    setting = 1 if p == 21 and kernel_size(2, scale) != 21 else 2
+    setting = setting_of_kernel_size(scale, p)
     try:
         return DCLSConfig(scale=scale, setting=setting, kernel_size=p, nf=nf, reduction=nf // nf2,
-                          nb=_count(state, r"Restorer\.body\.0\.body\.(\d+)\."),
-                          ng=_count(state, r"Restorer\.body\.(\d+)\."),
+                          nb=count_indexed(state, "Restorer.body.0.body"),
+                          ng=count_indexed(state, "Restorer.body"),
                           input_para=state["Estimator.dec.0.weight"].shape[1], kernel_channels=g,
                           filter_structures=sizes)
     except ValueError as e:

@@ -18,17 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
-import re
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size
+from ..kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size, setting_of_kernel_size
 from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
 from .output import SROutput
 from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_scale_variants
+from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
 
 __all__ = [
     "MODES",
@@ -292,16 +291,14 @@ def _infer_kxnet_config(state: dict) -> KXNetConfig:
         raise ValueError(f"not a KXNet state dict (missing {', '.join(missing[:3])})")
     p = state["kernel_map"].shape[-1]
     aux_x = state["AV_X_ker"].shape[0]
-    stage_ids = {int(m.group(1)) for k in state if (m := re.match(r"X_stage\.(\d+)\.", k))}
-    stages = state["gamma_stage"].shape[0] if "gamma_stage" in state else len(stage_ids)
+    stages = state["gamma_stage"].shape[0] if "gamma_stage" in state else count_indexed(state, "X_stage")
     c_x = state[_FIRST_X_CONV].shape[0]
     s2 = (c_x - 3 - aux_x) / 6
     scale = round(math.sqrt(s2)) if s2 > 0 else 0
     if scale * scale != s2:
         raise ValueError(f"X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
     try:
-        ambiguous = kernel_size(1, scale) == kernel_size(2, scale)
-        setting = 1 if p == kernel_size(1, scale) and not ambiguous else 2
+        setting = setting_of_kernel_size(scale, p)
         return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
                            aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0])
     except ValueError as e:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ __all__ = [
     "architecture",
     "architecture_of",
     "architectures",
+    "count_indexed",
     "create_model",
     "detect_architecture",
     "is_model",
@@ -125,6 +127,13 @@ def architecture_of(model: nn.Module) -> Architecture:
             return arch
     raise TypeError(f"{type(model).__name__} is not a registered architecture "
                     f"(known: {', '.join(_architectures)})")
+
+
+def count_indexed(state: dict[str, torch.Tensor], prefix: str) -> int:
+    """``1 +`` the highest ``i`` of the keys ``{prefix}.{i}.…`` (0 if none): the number of blocks
+    of a ModuleList. A gap in the indices then shows as missing tensors, not a smaller model."""
+    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
+    return 1 + max((int(m.group(1)) for k in state if (m := pattern.match(k))), default=-1)
 
 
 def detect_architecture(state: dict[str, torch.Tensor]) -> Architecture | None:

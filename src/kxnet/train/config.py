@@ -16,6 +16,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..models.config import to_plain
+
 __all__ = [
     "AMP_MODES",
     "SCHEDULES",
@@ -163,7 +165,7 @@ class Config:
     run_dir: str | None = None      # explicit run folder (default: out/name)
 
     def to_dict(self) -> dict:
-        return _plain(asdict(self))
+        return to_plain(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "Config":
@@ -254,15 +256,6 @@ class Config:
 def _positive(fail, key: str, value: int, minimum: int = 1) -> None:
     if value < minimum:
         fail(key, f"must be ≥ {minimum}, got {value}")
-
-
-def _plain(obj):
-    """Tuples → lists so the dict dumps as plain YAML/JSON."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 # ------------------------------------------------------------------------ typed building
