@@ -1,6 +1,8 @@
 """Put trained weights into the package: fp16 safetensors + a manifest entry.
 
-    python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] [--benchmark results.json] [--hardware TEXT]
+    python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] --benchmark results.json [--hardware TEXT]
+    python scripts/ship_weights.py ../shared/runs/x2_lr8e-4 kxnet_x2.setting2 --weights ../shared/runs/x2_lr8e-4/best.safetensors \
+        --recipe configs/cpu_setting2_x2.yaml --override train.lr=8e-4 --prior-iterations 700 --benchmark …
 
 Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and the entry
 ``NAME`` of ``src/kxnet/weights/manifest.json`` with: SHA-256, the model config, the recipe
@@ -8,6 +10,11 @@ Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and 
 with the paper, and — given ``--benchmark`` (a ``kxnet benchmark`` results.json) — the
 measured cells of this model. Also records the PSNR cost of fp16 storage if measured
 (``--fp16-cost-db``).
+
+Weights are replaced only when a complete benchmark cell improves: the new results must hold
+a complete-set cell (every image of the set) that the shipped entry also has, with a higher
+PSNR, unless ``--force``. A run folder without ``config.yaml`` (a run made elsewhere) names
+its recipe with ``--recipe`` and ``--override``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import torch
 import yaml
 
 from kxnet.io import atomic_write_json, file_sha256
-from kxnet.models import load_model, save_model
+from kxnet.models import architecture_of, load_model, save_model
+from kxnet.train import load_config
 from kxnet.train.checkpoint import list_checkpoints
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "kxnet" / "weights"
@@ -34,6 +42,32 @@ def _same_tensors(path: Path, model) -> bool:
     return all(torch.equal(shipped[k], v.half().float()) for k, v in model.state_dict().items())
 
 
+def _cells(results: Path, name: str) -> dict:
+    """The cells of model ``name`` in a ``kxnet benchmark`` results.json, as manifest entries."""
+    out = {}
+    for c in json.loads(results.read_text())["cells"]:
+        if c["model"] != name:
+            continue
+        out[c["key"]] = {
+            "psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4), "bicubic_psnr": round(c["bicubic_psnr"], 4),
+            "bicubic_ssim": round(c["bicubic_ssim"], 4), "images": c["images"], "pairs": c["pairs"], "full": c["full"],
+            "paper_psnr": c["paper"][0] if c.get("paper") else None,
+            "oracle_psnr": round(c["oracle_psnr"], 4) if c.get("oracle_psnr") is not None else None,
+            "stage_psnr": [round(v, 3) for v in c["stage_psnr"]],
+            "kernel": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (c.get("kernel") or {}).items()},
+        }
+    if not out:
+        raise SystemExit(f"{results}: no cells of model {name!r} (give --benchmark-name)")
+    return out
+
+
+def _improved(new: dict, old: dict) -> list[str]:
+    """Complete-set cells present in both with a higher PSNR now."""
+    return sorted(k for k, c in new.items()
+                  if c.get("full", True) and k in old and old[k].get("images") == c["images"]
+                  and c["psnr"] > old[k]["psnr"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", type=Path)
@@ -44,6 +78,11 @@ def main() -> None:
     ap.add_argument("--hardware", default="2-core x86_64 CPU (no GPU), torch 2.13.0 CPU build, 1 thread")
     ap.add_argument("--hours", type=float, default=None, help="wall-clock training time")
     ap.add_argument("--fp16-cost-db", type=float, default=None, help="measured PSNR change from fp16 storage")
+    ap.add_argument("--recipe", type=Path, default=None, help="the recipe, when RUN_DIR has no config.yaml")
+    ap.add_argument("--override", nargs="*", default=[], metavar="key=value", help="overrides of --recipe")
+    ap.add_argument("--prior-iterations", type=int, default=0,
+                    help="iterations of the weights the run started from (its train.init_weights)")
+    ap.add_argument("--force", action="store_true", help="replace even if no complete cell improves")
     args = ap.parse_args()
 
     run = args.run_dir
@@ -61,11 +100,23 @@ def main() -> None:
     model = load_model(weights)
     # the run's config holds absolute paths; keep the manifest free of this machine's layout
     repo = WEIGHTS.parents[2]
-    text = (run / "config.yaml").read_text().replace(f"{repo}/", "").replace(f"{repo.parent}/", "../")
-    recipe = yaml.safe_load(text)
+    if (run / "config.yaml").is_file():
+        text = (run / "config.yaml").read_text()
+    elif args.recipe:
+        text = yaml.safe_dump(load_config(args.recipe, args.override).to_dict(), sort_keys=False)
+    else:
+        raise SystemExit(f"{run}: no config.yaml; name the recipe with --recipe (and --override)")
+    recipe = yaml.safe_load(text.replace(f"{repo}/", "").replace(f"{repo.parent}/", "../"))
     if step is None:
         step = int("".join(c for c in weights.stem if c.isdigit()) or 0)
 
+    step += args.prior_iterations
+    cells = _cells(args.benchmark, args.benchmark_name or args.name) if args.benchmark else {}
+    manifest_path = WEIGHTS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    better = _improved(cells, manifest.get(args.name, {}).get("benchmarks") or {})
+    if args.name in manifest and not better and not args.force:
+        raise SystemExit(f"{args.name}: no complete benchmark cell improves on the shipped weights; not replaced")
     file_name = args.name.replace(".", "_") + ".safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
@@ -75,6 +126,7 @@ def main() -> None:
 
     cfg = model.config
     entry = {
+        "arch": architecture_of(model).name,
         "file": file_name,
         "sha256": digest,
         "bytes": target.stat().st_size,
@@ -87,24 +139,15 @@ def main() -> None:
         "training_hours": args.hours,
         "training_data": "shared/data/train: BSDS300 train (199), Kodak24, McMaster18, T91 (90), 17 Debian "
                          "wallpapers — 348 images, ≈66 MP, ≈3% of DIV2K+Flickr2K",
-        "reduced": None if cfg.stages == PAPER_STAGES else
+        "reduced": None if getattr(cfg, "stages", PAPER_STAGES) == PAPER_STAGES else
         f"reduced configuration: {cfg.stages} stages instead of {PAPER_STAGES}, LR patch "
         f"{recipe['data']['lr_patch']} instead of 64, batch {recipe['train']['batch']} instead of 12, "
         f"{step} iterations instead of 1,000,000",
         "fp16_psnr_cost_db": args.fp16_cost_db,
     }
-    if args.benchmark:
-        report = json.loads(args.benchmark.read_text())
-        bench_name = args.benchmark_name or args.name
-        entry["benchmarks"] = {
-            c["key"]: {"psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4),
-                       "bicubic_psnr": round(c["bicubic_psnr"], 4), "images": c["images"], "pairs": c["pairs"],
-                       "paper_kxnet_psnr": c["paper_kxnet"][0] if c["paper_kxnet"] else None,
-                       "stage_psnr": [round(v, 3) for v in c["stage_psnr"]]}
-            for c in report["cells"] if c["model"] == bench_name
-        }
-    manifest_path = WEIGHTS / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if cells:
+        entry["benchmarks"] = cells
+        entry["improved_cells"] = better
     old = manifest.get(args.name, {}).get("file")
     if old and old != file_name:
         (WEIGHTS / old).unlink(missing_ok=True)

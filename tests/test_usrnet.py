@@ -306,3 +306,14 @@ def test_recipes():
     for cfg in (release, cpu):
         assert (cfg.model.stages, cfg.model.mode) == (None, None)
         build_model(cfg)
+
+
+def test_benchmark_gives_a_nonblind_model_only_its_oracle_row(tmp_path):
+    from kxnet.inference.benchmark import benchmark_model
+
+    hr = tmp_path / "data" / "Set5"
+    _photo(hr / "img.png", 24, 24)
+    model = small_usrnet(dtype=torch.float32)
+    (cell,) = benchmark_model(model, "usrnet", tmp_path / "data", tmp_path / "work", {"Set5": (0.0,)}, {},
+                              progress=False)
+    assert cell.method.endswith("(non-blind)") and cell.psnr == cell.oracle_psnr and cell.pairs == 8

@@ -123,6 +123,7 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[s
     scale, setting = model.config.scale, model.config.setting
     label = PAPER_LABELS.get(architecture_of(model).name, architecture_of(model).name)
     runner = inference_runner(model)
+    nonblind = getattr(model, "needs_kernel", False)
     bicubic = create_model("bicubic", scale=scale)
     cache = work / "cells" / weights_fingerprint(model)
     cache.mkdir(parents=True, exist_ok=True)
@@ -136,8 +137,12 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[s
             if not (set_dir / "manifest.json").is_file():
                 synthesise(chosen, set_dir, setting, scale, noise, seed=0, overwrite=True, progress=False)
             stem = f"{set_name}_{n_images}_noise{noise:g}"
-            ours = _cached_eval(cache, stem, lambda: evaluate(runner, set_dir, name, device, per_stage=True,
-                                                              progress=progress, keep_kernels=True))
+            if nonblind:  # a non-blind model (USRNet alone) has only its oracle row
+                ours = _cached_eval(cache, stem + "_oracle", lambda: evaluate(runner, set_dir, name, device,
+                                                                              progress=progress, oracle=True))
+            else:
+                ours = _cached_eval(cache, stem, lambda: evaluate(runner, set_dir, name, device, per_stage=True,
+                                                                  progress=progress, keep_kernels=True))
             bic = evaluate(bicubic, set_dir, "bicubic", "cpu", progress=False).summary()
             s = ours["summary"]
             cell = Cell(name, set_name, setting, scale, noise, n_images, s["pairs"], s["psnr"], s["ssim"],
@@ -152,7 +157,9 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[s
                 if kernel_samples is not None and noise == 0 and set_name not in kernel_samples:
                     kernel_samples[set_name] = {"set_dir": str(set_dir), "pairs": ours["pairs"],
                                                 "kernels": ours["kernels"]}
-            if oracle:
+            if nonblind:
+                cell.oracle_psnr, cell.oracle_ssim, cell.method = cell.psnr, cell.ssim, f"{label} (non-blind)"
+            elif oracle:
                 o = _cached_eval(cache, stem + "_oracle", lambda: evaluate(runner, set_dir, name, device,
                                                                            progress=progress, oracle=True))
                 cell.oracle_psnr, cell.oracle_ssim = o["summary"]["psnr"], o["summary"]["ssim"]
