@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--override", nargs="*", default=[], metavar="key=value", help="overrides of --recipe")
     ap.add_argument("--prior-iterations", type=int, default=0,
                     help="iterations of the weights the run started from (its train.init_weights)")
+    ap.add_argument("--step", type=int, default=None, help="the run's step of --weights (default: from the run)")
     ap.add_argument("--force", action="store_true", help="replace even if no complete cell improves")
     args = ap.parse_args()
 
@@ -107,8 +108,10 @@ def main() -> None:
     else:
         raise SystemExit(f"{run}: no config.yaml; name the recipe with --recipe (and --override)")
     recipe = yaml.safe_load(text.replace(f"{repo}/", "").replace(f"{repo.parent}/", "../"))
+    if args.step is not None:
+        step = args.step
     if step is None:
-        step = int("".join(c for c in weights.stem if c.isdigit()) or 0)
+        raise SystemExit(f"{weights}: cannot tell the run's step of these weights; give --step")
 
     step += args.prior_iterations
     cells = _cells(args.benchmark, args.benchmark_name or args.name) if args.benchmark else {}
