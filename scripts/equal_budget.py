@@ -1,7 +1,7 @@
 """Blind-SR methods trained from scratch for the same CPU time, then scored on one protocol.
 
     python scripts/equal_budget.py train                  # every method not yet trained, one after another
-    python scripts/equal_budget.py train --only dan --hours 1.0
+    python scripts/equal_budget.py train --only dan --hours 1.0      # kenet and usrnet share the pair's budget
     python scripts/equal_budget.py report                 # the table (README) from the finished runs
 
 Each method uses its own CPU recipe (``configs/cpu_*_setting2_x4.yaml``: ×4 setting 2, batch 8,
@@ -31,18 +31,28 @@ METHODS = {
     "dan": ("configs/cpu_dan_setting2_x4.yaml", [], "DANv1 (release size: 40 + 5 blocks, 4 loops)"),
     "dcls": ("configs/cpu_dcls_setting2_x4.yaml", [], "DCLS (release size)"),
 }
+# The pair is two separately trained models sharing one budget: KENet is ~25× cheaper per step.
+PAIR = {"kenet": ("configs/cpu_kenet_setting2_x4.yaml", 0.25), "usrnet": ("configs/cpu_usrnet_tiny_setting2_x4.yaml", 0.75)}
+PAIR_WHAT = "KENet (paper reading) + USRNet-tiny, trained separately"
 COMMON = ["train.iterations=1000000", "train.schedule=constant", "data.workers=0", "train.threads=1",
           "val.every=200", "checkpoint.every=200", "train.tensorboard=false"]
 
 
-def train(args) -> None:
+def _jobs(args):
     for name, (recipe, overrides, _) in METHODS.items():
+        yield name, recipe, overrides, args.hours
+    for name, (recipe, share) in PAIR.items():
+        yield name, recipe, [], args.hours * share
+
+
+def train(args) -> None:
+    for name, recipe, overrides, hours in _jobs(args):
         if args.only and name not in args.only:
             continue
         run_dir = Path(args.out) / name
         if (run_dir / "summary.json").is_file():
             continue
-        budget = f"train.cpu_budget_h={args.hours}"
+        budget = f"train.cpu_budget_h={hours}"
         if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.state")):
             cmd = ["--resume", str(run_dir), budget]
         else:
@@ -71,24 +81,28 @@ def _seconds_per_image(model, size: int = 128, repeats: int = 3) -> float:
 
 
 def report(args) -> None:
+    import yaml
+
     from kxnet.inference.benchmark import benchmark_model
     from kxnet.models import load_model
+    from kxnet.models.kenet_usrnet import combine
 
     rows = []
-    for name, (_, _, what) in METHODS.items():
-        run_dir = Path(args.out) / name
-        summary_path = run_dir / "summary.json"
-        if not summary_path.is_file():
-            print(f"{name}: not trained yet ({run_dir})")
+    for name, what, run_names in [*((n, m[2], [n]) for n, m in METHODS.items()), ("kenet_usrnet", PAIR_WHAT, list(PAIR))]:
+        run_dirs = [Path(args.out) / n for n in run_names]
+        if not all((d / "summary.json").is_file() for d in run_dirs):
+            print(f"{name}: not trained yet ({', '.join(map(str, run_dirs))})")
             continue
-        summary = json.loads(summary_path.read_text())
-        cfg = json.loads(json.dumps(__import__("yaml").safe_load((run_dir / "config.yaml").read_text())))
-        model = load_model(run_dir / "model.safetensors")
+        summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
+        batches = [yaml.safe_load((d / "config.yaml").read_text())["train"]["batch"] for d in run_dirs]
+        models = [load_model(d / "model.safetensors") for d in run_dirs]
+        model = models[0] if len(models) == 1 else combine(*models)
         params = sum(p.numel() for p in model.parameters())
         cells = benchmark_model(model, name, Path(args.data), Path(args.work),
                                 {"Set5": (0.0, 15.0), "Set14": (0.0, 15.0)}, {}, progress=False)
-        rows.append({"method": name, "what": what, "params": params, "cpu_h": summary["cpu_s"] / 3600,
-                     "steps": summary["step"], "samples": summary["step"] * cfg["train"]["batch"],
+        rows.append({"method": name, "what": what, "params": params, "cpu_h": sum(x["cpu_s"] for x in summaries) / 3600,
+                     "steps": " + ".join(str(x["step"]) for x in summaries),
+                     "samples": sum(x["step"] * b for x, b in zip(summaries, batches)),
                      "cells": {c.key: c for c in cells}, "sec_128": _seconds_per_image(model)})
     keys = ["Set5/setting2/x4/noise0", "Set5/setting2/x4/noise15", "Set14/setting2/x4/noise0", "Set14/setting2/x4/noise15"]
     head = ("| method | parameters | training CPU-h | steps | samples | " +
