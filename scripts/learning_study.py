@@ -4,7 +4,8 @@
     python scripts/learning_study.py run --only kw30 cosine
     python scripts/learning_study.py report              # table + plot from the run folders
 
-Every variant continues the same weights (``--init``, default the shipped ×2 setting-2 model)
+Every variant continues the same weights (``--init``: a copy of the shipped ×2 setting-2 model
+taken when the study started, so that shipping newer weights midway cannot change the start)
 with ``configs/cpu_setting2_x2.yaml`` and a few overrides, for the same number of steps,
 validating every ``--every`` steps on the recipe's validation set (Set5 bird, butterfly,
 head × the 8 setting-2 kernels). Runs use one thread and ``data.workers=0`` so the trainer's
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 
 RECIPE = "configs/cpu_setting2_x2.yaml"
-INIT = "src/kxnet/weights/kxnet_x2_setting2.safetensors"
+INIT = "runs/study/init_x2.safetensors"   # cp src/kxnet/weights/kxnet_x2_setting2.safetensors runs/study/
 
 # name → (overrides, description). "nonblind" is two phases: non-blind, then blind from its weights.
 VARIANTS = {
