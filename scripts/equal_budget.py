@@ -52,12 +52,8 @@ def train(args) -> None:
         run_dir = Path(args.out) / name
         if (run_dir / "summary.json").is_file():
             continue
-        budget = f"train.cpu_budget_h={hours}"
-        if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.state")):
-            cmd = ["--resume", str(run_dir), budget]
-        else:
-            cmd = [recipe, f"name={name}", f"out={args.out}", budget, *COMMON, *overrides]
-        cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "kxnet", "train", *cmd]
+        cmd = ["nice", "-n", str(args.nice), sys.executable, "-m", "kxnet", "train", recipe, "--continue",
+               f"name={name}", f"out={args.out}", f"train.cpu_budget_h={hours}", *COMMON, *overrides]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
 

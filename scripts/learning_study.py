@@ -9,8 +9,8 @@ taken when the study started, so that shipping newer weights midway cannot chang
 with ``configs/cpu_setting2_x2.yaml`` and a few overrides, for the same number of steps,
 validating every ``--every`` steps on the recipe's validation set (Set5 bird, butterfly,
 head × the 8 setting-2 kernels). Runs use one thread and ``data.workers=0`` so the trainer's
-``cpu_s`` (its process's CPU time, validation included) is the whole cost. A variant whose
-folder exists is resumed, so the study survives interruptions.
+``cpu_s`` (its process's CPU time spent training; validation excluded) is the whole cost. A
+variant whose folder exists is resumed, so the study survives interruptions.
 
 The report also reads earlier runs given with ``--extra NAME=metrics.jsonl`` (e.g. the
 continuation runs in ../shared/runs, which predate ``cpu_s``): their steps are converted to
@@ -48,24 +48,21 @@ COMMON = ["train.lr=8.0e-4", "train.schedule=constant", "data.workers=0", "train
 
 
 def _train(args, name: str, overrides: list[str], steps: int, init: str) -> Path:
-    run_dir = Path(args.out) / name
-    cmd = [sys.executable, "-m", "kxnet", "train"]
-    if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("*.state")):
-        cmd += ["--resume", str(run_dir), f"train.iterations={steps}"]
-    else:
-        cmd += [RECIPE, f"name={name}", f"out={args.out}", f"train.init_weights={init}", f"train.iterations={steps}",
-                f"val.every={args.every}", f"checkpoint.every={args.every}", *COMMON, *overrides]
+    """``kxnet train --continue``: starts the variant, or resumes it after an interruption."""
+    cmd = [sys.executable, "-m", "kxnet", "train", RECIPE, "--continue", f"name={name}", f"out={args.out}",
+           f"train.init_weights={init}", f"train.iterations={steps}", f"val.every={args.every}",
+           f"checkpoint.every={args.every}", *COMMON, *overrides]
     print(" ".join(cmd), flush=True)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run(["nice", "-n", str(args.nice), *cmd], check=True, env=env)
-    return run_dir
+    subprocess.run(["nice", "-n", str(args.nice), *cmd], check=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    return Path(args.out) / name
 
 
 def run(args) -> None:
     for name, (overrides, _) in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-        if (Path(args.out) / name / "summary.json").is_file() or (Path(args.out) / f"{name}_blind" / "summary.json").is_file():
+        last = f"{name}_blind" if name == "nonblind" else name     # the nonblind variant has two phases
+        if (Path(args.out) / last / "summary.json").is_file():
             continue
         if name == "nonblind":
             half = args.steps // 2

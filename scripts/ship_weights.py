@@ -11,9 +11,9 @@ with the paper, and — given ``--benchmark`` (a ``kxnet benchmark`` results.jso
 measured cells of this model. Also records the PSNR cost of fp16 storage if measured
 (``--fp16-cost-db``).
 
-Weights are replaced only when a complete benchmark cell improves: the new results must hold
-a complete-set cell (every image of the set) that the shipped entry also has, with a higher
-PSNR, unless ``--force``. A run folder without ``config.yaml`` (a run made elsewhere) names
+Weights are replaced only when complete benchmark cells improve: of the complete-set cells
+(every image of the set) that both the new results and the shipped entry have, the mean PSNR
+must rise, unless ``--force``. A run folder without ``config.yaml`` (a run made elsewhere) names
 its recipe with ``--recipe`` and ``--override``.
 """
 
@@ -62,10 +62,14 @@ def _cells(results: Path, name: str) -> dict:
 
 
 def _improved(new: dict, old: dict) -> list[str]:
-    """Complete-set cells present in both with a higher PSNR now."""
-    return sorted(k for k, c in new.items()
-                  if c.get("full", True) and k in old and old[k].get("images") == c["images"]
-                  and c["psnr"] > old[k]["psnr"])
+    """The complete-set cells that improve, if the new weights are better overall: of the
+    complete cells both have measured, the mean PSNR must rise (one better cell does not excuse
+    worse ones). Empty when they are not better."""
+    shared = [k for k, c in new.items()
+              if c.get("full", True) and k in old and old[k].get("images") == c["images"]]
+    if not shared or sum(new[k]["psnr"] - old[k]["psnr"] for k in shared) <= 0:
+        return []
+    return sorted(k for k in shared if new[k]["psnr"] > old[k]["psnr"])
 
 
 def main() -> None:

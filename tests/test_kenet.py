@@ -115,12 +115,13 @@ def test_pair_runs_kenet_then_usrnet():
     with torch.no_grad():
         out = pair(y, sigma=sigma)
         k = pair.kenet.estimate(y)
-        assert torch.equal(out.kernel, k) and torch.equal(out.condition, k) and out.sr.shape == (2, 3, 18, 20)
+        assert torch.equal(out.kernel, k) and out.sr.shape == (2, 3, 18, 20)
+        assert torch.equal(out.condition[0], k) and torch.equal(out.condition[1], sigma)
         assert torch.equal(out.sr, pair.usrnet(y, k, sigma).sr) and len(out.stage_images) == 2
         # the oracle row: USRNet with the given kernel; passing the condition back reproduces the blind run
         truth = sample_training_kernels(2, 2, 2, torch.Generator().manual_seed(1)).kernels.double()
         assert torch.equal(pair(y, kernel=truth, sigma=sigma).sr, pair.usrnet(y, truth, sigma).sr)
-        assert torch.equal(pair(y, kernel=out.condition, sigma=sigma).sr, out.sr)
+        assert torch.equal(pair(y, kernel=out.condition).sr, out.sr)   # the condition carries σ too
         # σ defaults to the estimate from y, as USRNet's does
         assert torch.equal(pair(y).sr, pair.usrnet(y, k).sr)
 
@@ -173,7 +174,8 @@ def test_tiles_share_the_estimate_of_the_crop(tmp_path):
     image = read_image(_photo(tmp_path / "big.png", 24, 40))
     result, kernel, info, crop = Upscaler(model, "cpu", tile=16, tile_overlap=4).run(image, keep_output=True)
     assert info["tiled"] and info["tiles"] == len(calls) - 1 > 1 and calls[0] is None
-    assert all(torch.equal(k, crop.condition) for k in calls[1:])
+    # every tile gets the crop's kernel *and* its σ (not one re-estimated per tile)
+    assert all(torch.equal(k[0], crop.condition[0]) and torch.equal(k[1], crop.condition[1]) for k in calls[1:])
     assert np.array_equal(kernel, crop.kernel[0].numpy()) and result.rgb.shape == (48, 80, 3)
 
 

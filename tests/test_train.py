@@ -455,3 +455,23 @@ def test_lr_mult_gives_matching_parameters_their_own_rate(data_dirs, tmp_path):
     assert sorted(g["lr"] for g in t2.optimizer.param_groups) == pytest.approx([1e-3, 0.1])
     with pytest.raises(ConfigError, match="lr_mult"):
         config_from_dict(tiny_config(data_dirs, tmp_path / "r", train={"lr_mult": {"gamma_stage": -1}}))
+
+
+def test_resume_refuses_another_lr_grouping_and_a_spent_budget_trains_no_more(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", train={"lr_mult": {"gamma_stage": 10}, "iterations": 4})
+    run_trainer(cfg, stop_at=2)
+    other = tiny_config(data_dirs, tmp_path / "run", train={"iterations": 4})
+    with pytest.raises(ValueError, match="lr_mult"):
+        run_trainer(other, resume=tmp_path / "run")
+    # a run that finished on its CPU budget is not stepped again by a resume
+    budget = tiny_config(data_dirs, tmp_path / "b", train={"iterations": 10_000, "cpu_budget_h": 1e-5})
+    _, first = run_trainer(budget)
+    _, again = run_trainer(budget, resume=tmp_path / "b")
+    assert first["finished"] and again["step"] == first["step"]
+
+
+def test_nonblind_training_is_refused_where_the_method_has_none(data_dirs, tmp_path):
+    cfg = tiny_config(data_dirs, tmp_path / "run", model={"name": "kenet", "scale": 2, "setting": 2, "stages": None},
+                      train={"nonblind": True})
+    with pytest.raises(ValueError, match="no non-blind training"):
+        Trainer(config_from_dict(cfg), progress=False)

@@ -45,14 +45,28 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (POLLERR on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (AttributeError, OSError, ValueError):   # no poll (Windows) or no real stdout
+        return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args._run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit
     except BrokenPipeError:
-        # The reader went away (`kxnet models | head`): what it wanted was printed. Point stdout
-        # at /dev/null so the interpreter's final flush cannot raise again.
+        if args.command == "train" or not _stdout_closed():
+            raise           # a log pipe breaking mid-training (or stderr) is a failure, not a reader done
+        # The reader of our output went away (`kxnet models | head`): what it wanted was printed.
+        # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:

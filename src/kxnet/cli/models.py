@@ -102,5 +102,6 @@ def run(args) -> int:
                   f"{_fmt(f['setting'], 'd'):>4} {_fmt(f['stages'], 'd'):>6} {params:>7} {_size(f['bytes']):>8}   "
                   f"{score}{missing}")
         print("(every field and benchmark cell: kxnet models --json)")
-    print("architectures (create_model):", ", ".join(a.name for a in architectures()))
+    print("architectures:", ", ".join(a.name for a in architectures()),
+          "(create_model factories: kxnet models --json)")
     return 0

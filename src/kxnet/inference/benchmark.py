@@ -43,6 +43,9 @@ DEFAULT_CELLS = {
     2: {"Set5": (0.0, 5.0, 15.0), "Set14": (0.0, 5.0, 15.0), "B100": (0.0,)},
 }
 _KERNEL_FIELDS = ("kernel_psnr", "kernel_l1", "sigma_major_err", "sigma_minor_err", "theta_err_deg")
+# Bump when what a cell measures changes (evaluation, metrics, synthesis): cached cells of an
+# older protocol are then recomputed instead of reused.
+PROTOCOL_VERSION = 2
 
 
 @dataclass
@@ -71,6 +74,16 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.set}/setting{self.setting}/x{self.scale}/noise{self.noise:g}"
+
+
+def _files_tag(paths: list[Path]) -> str:
+    """8 hex digits of the chosen HR files' names and bytes: sets built from other images
+    (another --data, other files) never share a cache entry."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:8]
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -133,10 +146,11 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[s
         chosen = images[:max_images.get(set_name) or None]
         n_images, full = len(chosen), len(chosen) == len(images)
         for noise in noises:
-            set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}" / f"{set_name}_{n_images}"
+            tag = f"{set_name}_{n_images}_{_files_tag(chosen)}"
+            set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}" / tag
             if not (set_dir / "manifest.json").is_file():
                 synthesise(chosen, set_dir, setting, scale, noise, seed=0, overwrite=True, progress=False)
-            stem = f"{set_name}_{n_images}_noise{noise:g}"
+            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}"
             if nonblind:  # a non-blind model (USRNet alone) has only its oracle row
                 ours = _cached_eval(cache, stem + "_oracle", lambda: evaluate(runner, set_dir, name, device,
                                                                               progress=progress, oracle=True))
@@ -321,7 +335,7 @@ def run_benchmark(models: list[tuple[str, torch.nn.Module]], data_root: Path, ou
             plot_kernel_estimates(sample, out / f"kernels_{_slug(name)}_{set_name}.png",
                                   f"{name}: estimated (rows 2…) against true kernels (row 1), {set_name}, σn 0")
             break  # one picture per model: the first set's
-        if sweep_set:
+        if sweep_set and not getattr(model, "needs_kernel", False):  # the sweep runs blind
             sweeps[name] = kernel_width_sweep(model, data_root / sweep_set, np.linspace(0.6, 4.6, 9), sweep_images, device)
     table = markdown_table(all_cells)
     atomic_write_bytes(out / "results.md", table.encode())

@@ -197,6 +197,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
     bar = tqdm(total=len(pairs), desc=f"eval {method_name or 'model'}{' (oracle)' if oracle else ''} on {set_dir.name}",
                unit="img", disable=not progress)
     with ThreadPoolExecutor(max_workers=1) as metrics_pool:
+        previous: list = []
         for idx in _batches(pairs, [a.shape for a in lrs], max(1, batch_size)):
             hr_name = pairs[idx[0]]["hr"]
             if hr_name not in hr_cache:
@@ -217,6 +218,9 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
                 results[i] = metrics_pool.submit(_score, pairs[i], _as_u8(out.sr[j]), hr_u8, lrs[i], scale,
                                                  None if oracle else k_est, gts[i], stages, keep_kernels)
             del out
+            for i in previous:   # at most two batches' images in flight: memory stays bounded
+                results[i].result()
+            previous = idx
             bar.update(len(idx))
         results = [f.result() for f in results]
     bar.close()

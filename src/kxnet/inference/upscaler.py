@@ -310,7 +310,7 @@ class Upscaler:
             alpha = bicubic_upsample(a, s)[0, 0].clamp_(0.0, 1.0).numpy()
         result = Image(rgb=sr, alpha=alpha, mode=image.mode, bit_depth=image.bit_depth, path=None, exif=image.exif)
 
-        k = None  # a method without an HR kernel estimate (bicubic, DCLS) reports none
+        k = None  # a method without an HR kernel estimate (DCLS) reports none
         if final_kernel is not None:
             k = final_kernel.detach().to("cpu", torch.float32)
             k = (k[0] if k.dim() == 3 else k).numpy().copy()

@@ -24,11 +24,10 @@ import torch.nn as nn
 from .kenet import KENet, KENetConfig, infer_kenet_config
 from .output import SROutput
 from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_model
+from .registry import Architecture, register_architecture, register_scale_variants
 from .usrnet import USRNet, USRNetConfig, _infer_usrnet_config
 
-__all__ = ["KENetUSRNetConfig", "KENetUSRNet", "combine", "kenet_usrnet", "kenet_usrnet_x2", "kenet_usrnet_x3",
-           "kenet_usrnet_x4"]
+__all__ = ["KENetUSRNetConfig", "KENetUSRNet", "combine", "kenet_usrnet"]
 
 _SHARED = ("scale", "setting", "kernel_size")
 
@@ -81,13 +80,28 @@ class KENetUSRNet(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
-    def forward(self, y: torch.Tensor, kernel: torch.Tensor | None = None,
-                sigma: float | torch.Tensor | None = None) -> SROutput:
-        """Blind with ``kernel=None`` (``kernel`` and ``condition`` of the output = KENet's
-        estimate), else USRNet with ``kernel`` (project orientation). ``sigma`` as USRNet's."""
-        estimate = self.kenet.estimate(y) if kernel is None else kernel
-        out = self.usrnet(y, estimate, sigma)
-        return SROutput(out.sr, out.kernel, out.stage_images, out.stage_kernels, condition=out.kernel)
+    def forward(self, y: torch.Tensor, kernel=None, sigma: float | torch.Tensor | None = None) -> SROutput:
+        """Blind with ``kernel=None``: KENet's estimate, and σ as USRNet resolves it (given,
+        configured or estimated from ``y``). Else USRNet with ``kernel`` (project orientation).
+
+        ``condition`` is ``(kernel, σ)`` — the whole estimate: ``forward(crop, kernel=condition)``
+        restores another crop of the photo exactly as this one (tiled inference), instead of
+        re-estimating σ on every tile.
+        """
+        if isinstance(kernel, tuple):
+            kernel, sigma = kernel
+        if kernel is None:
+            kernel = self.kenet.estimate(y)
+        sigma = self.usrnet.noise_levels(y, sigma)
+        out = self.usrnet(y, kernel, sigma)
+        return out._replace(condition=(out.kernel, sigma))
+
+
+def _pair_config(kc: KENetConfig, uc: USRNetConfig) -> KENetUSRNetConfig:
+    """The pair's config from its parts' (shared fields from KENet's)."""
+    own = lambda c: {k: v for k, v in c.to_dict().items() if k not in _SHARED}
+    return KENetUSRNetConfig(scale=kc.scale, setting=kc.setting, kernel_size=kc.kernel_size,
+                             kenet=own(kc), usrnet=own(uc))
 
 
 def combine(kenet: KENet, usrnet: USRNet) -> KENetUSRNet:
@@ -96,35 +110,18 @@ def combine(kenet: KENet, usrnet: USRNet) -> KENetUSRNet:
     kc, uc = kenet.config, usrnet.config
     if (kc.scale, kc.setting) != (uc.scale, uc.setting):
         raise ValueError(f"KENet is ×{kc.scale} setting {kc.setting}, USRNet ×{uc.scale} setting {uc.setting}")
-    own = lambda c: {k: v for k, v in c.to_dict().items() if k not in _SHARED}
-    pair = KENetUSRNet(KENetUSRNetConfig(scale=kc.scale, setting=kc.setting, kernel_size=kc.kernel_size,
-                                         kenet=own(kc), usrnet=own(uc)))
+    pair = KENetUSRNet(_pair_config(kc, uc))
     pair.kenet.load_state_dict(kenet.state_dict())
     pair.usrnet.load_state_dict(usrnet.state_dict())
     return pair.to(next(kenet.parameters()).device)
 
 
-@register_model
+@register_scale_variants
 def kenet_usrnet(scale: int = 4, setting: int = 2, kenet: dict | None = None, usrnet: dict | None = None,
                  **config) -> KENetUSRNet:
     """The pair; ``kenet`` / ``usrnet`` hold the parts' own fields (e.g. ``usrnet=TINY_USRNET``)."""
     return KENetUSRNet(KENetUSRNetConfig(scale=scale, setting=setting, kenet=dict(kenet or {}),
                                          usrnet=dict(usrnet or {}), **config))
-
-
-@register_model
-def kenet_usrnet_x2(**overrides) -> KENetUSRNet:
-    return kenet_usrnet(scale=2, **overrides)
-
-
-@register_model
-def kenet_usrnet_x3(**overrides) -> KENetUSRNet:
-    return kenet_usrnet(scale=3, **overrides)
-
-
-@register_model
-def kenet_usrnet_x4(**overrides) -> KENetUSRNet:
-    return kenet_usrnet(scale=4, **overrides)
 
 
 # ------------------------------------------------------------------ recognising files
@@ -138,9 +135,7 @@ def _infer_pair_config(state: dict) -> KENetUSRNetConfig:
     when l = 21)."""
     kc = infer_kenet_config(state, prefix="kenet.")
     uc = _infer_usrnet_config({k[len("usrnet."):]: v for k, v in state.items() if k.startswith("usrnet.")})
-    own = lambda c: {k: v for k, v in c.to_dict().items() if k not in _SHARED}
-    return KENetUSRNetConfig(scale=kc.scale, setting=kc.setting, kernel_size=kc.kernel_size,
-                             kenet=own(kc), usrnet=own(uc))
+    return _pair_config(kc, uc)
 
 
 register_architecture(Architecture(

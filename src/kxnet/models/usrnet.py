@@ -217,6 +217,11 @@ class USRNet(nn.Module):
                              f"{self.config.scale * y.shape[-1]} HR image")
         return k.expand(b, -1, -1)
 
+    def noise_levels(self, y: torch.Tensor, sigma=None) -> torch.Tensor:
+        """The σ (B, [0, 1] units) ``forward(y, kernel, sigma)`` uses: the one given, else
+        ``config.noise_level``, else :func:`estimate_noise_level` of ``y``."""
+        return self._as_sigma(sigma, y).reshape(-1)
+
     def _as_sigma(self, sigma, y: torch.Tensor) -> torch.Tensor:
         b = y.shape[0]
         if sigma is None:

@@ -21,9 +21,26 @@ import torch.nn.functional as F
 
 from .config import LossConfig
 
-__all__ = ["Objective", "blind_forward", "kxnet_loss", "objective_for", "register_objective", "stage_weights"]
+__all__ = ["Objective", "bare_model", "blind_forward", "kxnet_loss", "objective_for", "register_objective",
+           "stage_weights", "widen"]
 
 Batch = dict[str, torch.Tensor]   # "lr", "hr", "kernel" (B×p×p), "noise" (σn, 8-bit units), on the device
+
+
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """At least float32: autocast (bf16/fp16) outputs are scored in float32, float64 stays float64."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+def bare_model(model: nn.Module) -> nn.Module:
+    """The model inside ``DistributedDataParallel`` / ``torch.compile`` wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def blind_forward(model: nn.Module, batch: Batch):
@@ -37,6 +54,9 @@ class Objective:
 
     loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
     forward: Callable[[nn.Module, Batch], object] = blind_forward
+    # ``train.nonblind``: the forward given the true kernels, for methods where that trains the
+    # restoration part usefully (None: the recipe option is refused for the method)
+    nonblind_forward: Callable[[nn.Module, Batch], object] | None = None
 
 
 _objectives: dict[str, Objective] = {}
@@ -95,4 +115,7 @@ def kxnet_loss(output, hr: torch.Tensor, kernel: torch.Tensor,
     return total, parts
 
 
-register_objective("kxnet", Objective(lambda out, batch, w: kxnet_loss(out, batch["hr"], batch["kernel"], w)))
+register_objective("kxnet", Objective(
+    loss=lambda out, batch, w: kxnet_loss(out, batch["hr"], batch["kernel"], w),
+    nonblind_forward=lambda model, batch: model(batch["lr"], kernel=batch["kernel"]),
+))

@@ -14,14 +14,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import LossConfig
-from .loss import Batch, Objective, register_objective
+from .loss import Batch, Objective, bare_model, register_objective, widen
 
 __all__ = ["dan_loss"]
-
-
-def _wide(t: torch.Tensor) -> torch.Tensor:
-    """At least float32: autocast outputs are scored in float32, float64 tests stay float64."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def dan_loss(output, hr: torch.Tensor, code_target: torch.Tensor,
@@ -30,21 +25,10 @@ def dan_loss(output, hr: torch.Tensor, code_target: torch.Tensor,
     ``condition`` is the final code cᵀ); returns ``(total, parts)``, ``parts["kernel"]`` being
     the code term."""
     w = weights or LossConfig()
-    image = F.l1_loss(_wide(output.sr), _wide(hr))
-    code = F.l1_loss(_wide(output.condition), _wide(code_target))
+    image = F.l1_loss(widen(output.sr), widen(hr))
+    code = F.l1_loss(widen(output.condition), widen(code_target))
     total = w.image_weight_last * image + w.code_weight * code
     return total, {"total": total.detach(), "image": image.detach(), "kernel": code.detach()}
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    """The DAN inside ``DistributedDataParallel`` / ``torch.compile`` wrappers (its basis lives there)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
 
 
 def _forward(model: nn.Module, batch: Batch):
@@ -53,7 +37,7 @@ def _forward(model: nn.Module, batch: Batch):
     out = model(batch["lr"])
     kernel = batch["kernel"]
     with torch.autocast(kernel.device.type, enabled=False):
-        target = _bare(model).encode(kernel.float())
+        target = bare_model(model).encode(kernel.float())
     return out, target
 
 

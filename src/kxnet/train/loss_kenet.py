@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .config import LossConfig
-from .loss import Objective, register_objective
+from .loss import Objective, register_objective, widen
 
 __all__ = ["attention_loss"]
 
@@ -21,8 +21,8 @@ __all__ = ["attention_loss"]
 def attention_loss(estimate: torch.Tensor, target: torch.Tensor, weights: LossConfig | None = None):
     """``(L_att, parts)`` for B×l×l kernels; ``parts["kernel"]`` is the plain mean L1 (ρ₀'s term)."""
     w = weights or LossConfig()
-    wide = torch.promote_types(estimate.dtype, torch.float32)
-    k, gt = estimate.to(wide), target.to(wide)
+    k = widen(estimate)
+    gt = target.to(k.dtype)
     peak = gt.flatten(1).max(dim=1).values.reshape(-1, 1, 1)
     error = (k - gt).abs()
     plain = error.mean()

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import LossConfig
-from .loss import Batch, Objective, register_objective
+from .loss import Batch, Objective, register_objective, widen
 
 __all__ = ["usrnet_forward", "usrnet_loss"]
 
@@ -25,8 +25,8 @@ def usrnet_forward(model: nn.Module, batch: Batch):
 def usrnet_loss(output, hr: torch.Tensor, weights: LossConfig | None = None):
     """``(total, parts)`` for a USRNet :class:`~kxnet.models.SROutput`; no kernel term."""
     w = weights or LossConfig()
-    wide = torch.promote_types(output.sr.dtype, torch.float32)   # autocast outputs scored in float32
-    image = F.l1_loss(output.sr.to(wide), hr.to(wide))
+    sr = widen(output.sr)
+    image = F.l1_loss(sr, hr.to(sr.dtype))
     total = w.image_weight_last * image
     return total, {"total": total.detach(), "image": image.detach(), "kernel": image.new_zeros(()).detach()}
 

@@ -139,12 +139,6 @@ def grow_stages(model: nn.Module, stages: int) -> nn.Module:
     return grown
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    model = getattr(model, "_orig_mod", model)          # torch.compile
-    model = getattr(model, "module", model) if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return getattr(model, "_orig_mod", model)
-
-
 def _abs(p: str | None) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
@@ -171,6 +165,7 @@ class Trainer:
         self._restore = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                          torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
         self._owns_process_group = False
+        self._state_path = None
         self._writer = None
         self._stop = False
         try:
@@ -204,8 +199,11 @@ class Trainer:
                 raise FileNotFoundError(f"{resume}: no checkpoint to resume from (checkpoints/step_*.state)")
             state = load_state(state_path)
             trained = config_from_dict(state["config"], str(state_path)).model
-            if trained != cfg.model:
+            # checkpoints record the built model's config (compared once it is built); older
+            # ones only the recipe's model section
+            if "model_config" not in state and trained != cfg.model:
                 raise ValueError(f"{state_path}: was trained with model {trained}, the config says {cfg.model}")
+            self._state_path = state_path
             if resume.is_dir():
                 self.run_dir = resume.resolve()
                 cfg = replace(cfg, run_dir=str(self.run_dir))
@@ -221,6 +219,13 @@ class Trainer:
             self._load_init_weights(model, t.init_weights)
         self.model = model.to(self.device)
         self.objective = objective_for(self.model)
+        self._forward = self.objective.forward
+        if t.nonblind:
+            if self.objective.nonblind_forward is None:
+                raise ValueError(f"train.nonblind: {type(self.model).__name__} has no non-blind training")
+            self._forward = self.objective.nonblind_forward
+        if t.cpu_budget_h and self.world_size > 1:
+            raise ValueError("train.cpu_budget_h counts one process's CPU time; it cannot bound a multi-process run")
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = ModelEMA(self.model, t.ema_decay) if t.ema_decay > 0 else None
@@ -303,19 +308,31 @@ class Trainer:
 
         src = load_model(path)
         if self.cfg.train.grow_stages:
+            if not hasattr(model.config, "stages"):
+                raise ValueError(f"train.grow_stages applies to KXNet, not to a {type(model).__name__}")
             src = grow_stages(src, model.config.stages)
         if type(src) is not type(model):
             raise ValueError(f"{path}: weights of a {type(src).__name__}, the recipe's model is a {type(model).__name__}")
-        mine, theirs = model.config.to_dict(), src.config.to_dict()
-        for key in mine:
-            # the mode changes only the back-projection; every other field shapes the weights
-            if key != "mode" and mine[key] != theirs.get(key):
-                raise ValueError(f"{path}: weights have {key}={theirs.get(key)}, "
-                                 f"the recipe's model has {key}={mine[key]}")
-        model.load_state_dict(src.state_dict())
+        # fields that do not shape the weights (KXNet's mode, DAN's loops, …) may differ
+        ours, given = model.state_dict(), src.state_dict()
+        if set(ours) != set(given) or any(ours[k].shape != given[k].shape for k in ours):
+            mine, theirs = model.config.to_dict(), src.config.to_dict()
+            diff = ", ".join(f"{k}={theirs.get(k)}" for k in mine if mine[k] != theirs.get(k))
+            wanted = ", ".join(f"{k}={mine[k]}" for k in mine if mine[k] != theirs.get(k))
+            raise ValueError(f"{path}: weights have {diff or 'other shapes'}, the recipe's model has {wanted or '…'}")
+        model.load_state_dict(given)
         self._info(f"initialised from {path}")
 
     def _load_state(self, state: dict) -> None:
+        built = self.model.config.to_dict()
+        if "model_config" in state and state["model_config"] != built:
+            raise ValueError(f"{self._state_path}: was trained as {state['model_config']}, the recipe builds {built}")
+        groups = [[n for n in names] for names in self._param_group_names()]
+        saved = state.get("param_group_names")
+        sizes = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+        if (saved is not None and saved != groups) or sizes != [len(g) for g in groups]:
+            raise ValueError(f"{self._state_path}: train.lr_mult groups the parameters differently from the "
+                             "checkpoint's optimiser; resume with the run's lr_mult")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
@@ -332,8 +349,6 @@ class Trainer:
         # (a longer run, another lr): it wins
         self.scheduler.last_epoch = self.step
         base = [g["lr"] for g in param_groups(self.cfg, self.model)]
-        if len(base) != len(self.optimizer.param_groups):
-            raise ValueError("train.lr_mult groups the parameters differently from the checkpoint's optimiser")
         self.scheduler.base_lrs = base
         for group, lr in zip(self.optimizer.param_groups, base):
             group["initial_lr"] = lr
@@ -411,10 +426,7 @@ class Trainer:
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            if self.cfg.train.nonblind:
-                out = self.forward_model(batch["lr"], kernel=batch["kernel"])
-            else:
-                out = self.objective.forward(self.forward_model, batch)
+            out = self._forward(self.forward_model, batch)
         loss, parts = self.objective.loss(out, batch, self.cfg.train.loss)
         self.scaler.scale(loss).backward()
         clip = self.cfg.train.clip_grad_norm
@@ -469,6 +481,8 @@ class Trainer:
         last = t.iterations if stop_at is None else min(stop_at, t.iterations)
         start_time = time.perf_counter()
         self._cpu_start, self._cpu_val = time.process_time(), 0.0   # setup (decoding, val set) is not training
+        if self._budget_spent():      # a finished equal-budget run resumed: nothing left to train
+            last = self.step
         if v.at_start and self.step == 0 and self.is_main and self.val_set is not None:
             self.validate()
         saved_at = self.step if self.step else None
@@ -529,6 +543,11 @@ class Trainer:
             atomic_write_json(self.run_dir / "summary.json", summary)
         return summary
 
+    def _param_group_names(self) -> list[list[str]]:
+        """The parameter names of each optimiser group (:func:`param_groups`' order)."""
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return [[names[id(p)] for p in g["params"]] for g in self.optimizer.param_groups]
+
     def _budget_spent(self) -> bool:
         """``train.cpu_budget_h`` reached (single process: the budget is this process's CPU time)."""
         budget = self.cfg.train.cpu_budget_h
@@ -548,7 +567,7 @@ class Trainer:
                                      "set train.clip_grad_norm or train.amp=none")
         if not self.is_main:
             return
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.cfg.train.lr * lr_factor(self.cfg.train, step)   # the base rate (lr_mult groups scale it)
         row = {"step": step, "loss": values["total"], "image_l1": values["image"], "kernel_l1": values["kernel"],
                "lr": lr, "grad_norm": values.get("grad_norm", ""), "it_per_s": round(rate, 4),
                "samples_per_s": round(rate * self.cfg.train.batch, 3), "elapsed_s": round(elapsed, 2),
@@ -638,7 +657,7 @@ class Trainer:
         total, n = 0.0, len(self._val_batch["lr"])
         for i in range(0, n, self.cfg.train.batch):
             chunk = {k: x[i:i + self.cfg.train.batch].to(self.device) for k, x in self._val_batch.items()}
-            loss, _ = self.objective.loss(self.objective.forward(model, chunk), chunk, self.cfg.train.loss)
+            loss, _ = self.objective.loss(self._forward(model, chunk), chunk, self.cfg.train.loss)
             total += float(loss) * len(chunk["lr"])
         model.train(was_training)
         return total / n
@@ -695,7 +714,8 @@ class Trainer:
             "step": self.step,
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "param_group_names": self._param_group_names(),
+            "model_config": self.model.config.to_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_state(),
