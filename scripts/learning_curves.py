@@ -1,0 +1,103 @@
+"""Validation PSNR and kernel error of long training runs against CPU-hours, with the slope.
+
+    python scripts/learning_curves.py runs/x4_cont --label "×4 continued" \\
+        --anchor runs/x4_cont=960:2148 --out docs/study/main_runs
+
+Each run's validation records are placed on a CPU-time axis: from the trainer's ``cpu_s``
+where its log has it; for the steps of an older segment that logged only wall time
+(``elapsed_s``), from that wall time scaled to an anchor ``RUN=STEP:CPU_SECONDS`` (the CPU
+time of the segment's process measured at that step, e.g. from ``/proc/PID/stat``). Writes
+``<out>.md`` (a table: CPU-hours, PSNR first → last, best, slope over the last third in dB per
+CPU-hour) and ``<out>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _records(run: Path) -> tuple[list[dict], list[dict]]:
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    return [r for r in rows if r["kind"] == "train"], [r for r in rows if r["kind"] == "val"]
+
+
+def cpu_of_steps(train: list[dict], anchor: tuple[int, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, CPU seconds) known from the train log, the wall-only segment scaled to ``anchor``."""
+    steps, cpu = [], []
+    scale = None
+    if anchor is not None:
+        step_a, cpu_a = anchor
+        wall = [r["elapsed_s"] for r in train if r["step"] <= step_a and "cpu_s" not in r]
+        scale = cpu_a / max(wall) if wall else None
+    for r in train:
+        if "cpu_s" in r:
+            steps.append(r["step"])
+            cpu.append(r["cpu_s"])
+        elif scale is not None:
+            steps.append(r["step"])
+            cpu.append(r["elapsed_s"] * scale)
+    return np.array([0] + steps, dtype=float), np.array([0.0] + cpu)
+
+
+def curve(run: Path, anchor) -> list[dict]:
+    train, val = _records(run)
+    steps, cpu = cpu_of_steps(train, anchor)
+    return [dict(r, cpu_h=float(np.interp(r["step"], steps, cpu)) / 3600) for r in val
+            if r["step"] <= steps[-1]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("--label", nargs="*", default=None)
+    ap.add_argument("--anchor", nargs="*", default=[], metavar="RUN=STEP:CPU_SECONDS")
+    ap.add_argument("--out", default="docs/study/main_runs")
+    args = ap.parse_args()
+    anchors = {}
+    for item in args.anchor:
+        run, _, rest = item.partition("=")
+        step, _, sec = rest.partition(":")
+        anchors[Path(run).resolve()] = (int(step), float(sec))
+    labels = args.label or [r.name for r in args.runs]
+    lines = ["| run | steps | CPU-h | val PSNR first → last (best) | dB per CPU-h, last third | kernel L1 last |",
+             "|---|---|---|---|---|---|"]
+    data = {}
+    for run, label in zip(args.runs, labels):
+        val = curve(run, anchors.get(run.resolve()))
+        if not val:
+            continue
+        data[label] = val
+        last = val[-1]
+        third = [r for r in val if r["cpu_h"] >= last["cpu_h"] * 2 / 3] or val[-2:]
+        slope = (last["psnr"] - third[0]["psnr"]) / max(1e-9, last["cpu_h"] - third[0]["cpu_h"])
+        kl1 = last.get("kernel_l1_sum1")
+        lines.append(f"| {label} | {val[0]['step']}–{last['step']} | {last['cpu_h']:.2f} | {val[0]['psnr']:.2f} → "
+                     f"{last['psnr']:.2f} ({max(r['psnr'] for r in val):.2f}) | {slope:+.2f} | "
+                     f"{'–' if kl1 is None else f'{kl1:.3f}'} |")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, val in data.items():
+        ax.plot([r["cpu_h"] for r in val], [r["psnr"] for r in val], marker=".", label=label)
+    ax.set_xlabel("CPU-hours of this run (1 thread)")
+    ax.set_ylabel("validation PSNR (dB, Y)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
+    print(f"wrote {out}.md, {out}.png")
+
+
+if __name__ == "__main__":
+    main()
