@@ -375,6 +375,9 @@ def test_lr_schedules_are_functions_of_recipe_and_step():
     f = [lr_factor(cos, s) for s in range(11)]
     assert f[0] == pytest.approx(1) and f[5] == pytest.approx(0.55) and f[10] == pytest.approx(0.1)
     assert all(a > b for a, b in zip(f, f[1:]))
+    wsd = TrainConfig(lr=1e-3, schedule="cosine", decay_start=5, iterations=10)
+    g = [lr_factor(wsd, s) for s in range(10)]
+    assert g[:6] == [1.0] * 6 and g[9] == pytest.approx(0.0) and all(a > b for a, b in zip(g[5:], g[6:]))
 
 
 def test_resume_follows_an_edited_schedule(data_dirs, tmp_path):

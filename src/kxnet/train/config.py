@@ -111,6 +111,7 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=lambda: [200_000, 400_000, 600_000, 800_000, 1_000_000])
     gamma: float = 0.5
     min_lr: float = 0.0             # cosine: the learning rate at the last iteration
+    decay_start: int = 0            # cosine: hold lr until this step, then decay to min_lr at iterations
     warmup: int = 0                 # steps of linear warm-up from lr/warmup to lr (any schedule)
     nonblind: bool = False          # give the model the true kernels (X-steps learn to use a correct kernel)
     grow_stages: bool = False       # init_weights with fewer stages: extra stages start as copies of the last
@@ -216,6 +217,8 @@ class Config:
         if not 0 <= t.min_lr <= t.lr:
             fail("train.min_lr", f"must be in [0, train.lr], got {t.min_lr}")
         _positive(fail, "train.warmup", t.warmup, minimum=0)
+        if not 0 <= t.decay_start < t.iterations:
+            fail("train.decay_start", f"must be in [0, train.iterations), got {t.decay_start}")
         for pattern, mult in t.lr_mult.items():
             if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
                 fail(f"train.lr_mult.{pattern}", f"must be a positive number, got {mult!r}")

@@ -79,13 +79,15 @@ def build_model(cfg: Config) -> nn.Module:
 def lr_factor(t, step: int) -> float:
     """The learning rate of step ``step + 1`` relative to ``train.lr``: a pure function of the
     recipe and the step, so a resumed run (even with an edited schedule) needs no scheduler state.
-    ``multistep`` is the release's MultiStepLR (KXNET.md §5)."""
+    ``multistep`` is the release's MultiStepLR (KXNET.md §5). ``cosine`` holds ``lr`` until
+    ``decay_start`` and then decays to ``min_lr`` at ``iterations`` (warm-up, stable, decay: an
+    open-ended run is annealed for a release by resuming it with a ``decay_start`` and an end)."""
     factor = min(1.0, (step + 1) / t.warmup) if t.warmup else 1.0
     if t.schedule == "multistep":
         factor *= t.gamma ** sum(step >= m for m in t.milestones)
     elif t.schedule == "cosine":
         floor = t.min_lr / t.lr
-        progress = min(1.0, step / max(1, t.iterations - 1))
+        progress = min(1.0, max(0.0, step - t.decay_start) / max(1, t.iterations - 1 - t.decay_start))
         factor *= floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
     return factor
 
