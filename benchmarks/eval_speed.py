@@ -11,8 +11,10 @@ Three ways over the same pairs, in one run, same weights:
 * ``batched optimized`` — the benchmark's way now: the 8 LR images of an HR image as one
   batch through the optimized model, metrics on a worker thread overlapping the next batch.
 
-Prints seconds per pair, the speed-up and the largest PSNR difference between the ways (they
-must agree to float32 rounding). Set synthesis is cached and not timed.
+Prints seconds per pair (the fastest of ``--repeats`` rounds, the ways' order rotating each
+round, so a load change on a shared machine does not favour one way), the speed-up and the
+largest PSNR difference between the ways (they must agree to float32 rounding). Set synthesis
+is cached and not timed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     ap.add_argument("--max-images", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", default="runs/benchmark_sets")
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -56,10 +59,13 @@ def main() -> None:
     print(f"{args.model} on {set_dir} ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} thread(s), load {os.getloadavg()[0]:.2f})")
     results, times = {}, {}
-    for name, (net, batch) in ways.items():
-        t0 = time.perf_counter()
-        results[name] = evaluate(net, set_dir, per_stage=True, batch_size=batch, progress=False)
-        times[name] = time.perf_counter() - t0
+    names = list(ways)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            net, batch = ways[name]
+            t0 = time.perf_counter()
+            results[name] = evaluate(net, set_dir, per_stage=True, batch_size=batch, progress=False)
+            times[name] = min(times.get(name, float("inf")), time.perf_counter() - t0)
     base = times["per-pair plain"]
     ref = [p.psnr for p in results["per-pair plain"].pairs]
     n = len(ref)

@@ -4,10 +4,12 @@ A method is anything with the models' forward contract: ``model(lr)`` returns an
 :class:`~kxnet.models.SROutput`. So a registered parameter-free method (``bicubic``), a KXNet
 loaded from weights, or a baseline all plug in the same way.
 
-Speed without changing what is measured: the LR images of one HR image (one per kernel) have
-the same size, so they go through the network as one batch; the metrics of a batch are
-computed on a worker thread while the network runs on the next one (NumPy releases the GIL
-in the heavy parts). The numbers are those of running every pair alone, to float32 rounding.
+Speed without changing what is measured: the metrics of an image are computed on a worker
+thread while the network runs on the next one (NumPy releases the GIL in the heavy parts). On
+a GPU the LR images of one HR image (one per kernel, all the same size) also go through the
+network as one batch; on a CPU that does not pay (``benchmarks/eval_speed.py``, ×4 Set5, one
+thread: 0.89 s per pair one at a time, 0.95 s in batches of 8), so it is off there. The
+numbers are those of running every pair alone, to float32 rounding.
 
 ``oracle=True`` runs the method non-blind with the true kernel of every pair (the "GT kernel"
 rows of KXNet's §5.3 and DAN's Table 3): ``model(lr, kernel=k)``, or with
@@ -178,10 +180,10 @@ def _as_u8(x: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | torch.device = "cpu",
              per_stage: bool = False, limit: int | None = None, progress: bool = True, oracle: bool = False,
-             batch_size: int = 8, keep_kernels: bool = False) -> EvalResult:
+             batch_size: int | None = None, keep_kernels: bool = False) -> EvalResult:
     """Score ``model`` on every LR/HR pair of the set, the paper's way (§6.1–6.2).
 
-    ``batch_size`` pairs of one HR image run as one batch (1 = one pair at a time);
+    ``batch_size`` pairs of one HR image run as one batch (default: 8 on CUDA, 1 on the CPU);
     ``keep_kernels`` keeps each estimated kernel on its :class:`PairResult` (for pictures).
     """
     set_dir = Path(set_dir)
@@ -196,6 +198,8 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
     results: list = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc=f"eval {method_name or 'model'}{' (oracle)' if oracle else ''} on {set_dir.name}",
                unit="img", disable=not progress)
+    if batch_size is None:
+        batch_size = 8 if torch.device(device).type == "cuda" else 1
     with ThreadPoolExecutor(max_workers=1) as metrics_pool:
         previous: list = []
         for idx in _batches(pairs, [a.shape for a in lrs], max(1, batch_size)):
