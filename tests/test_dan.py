@@ -6,6 +6,7 @@ tests that need the release's configuration (parameter counts, layout, the autho
 which only instantiate it or run it on an 8×8 image.
 """
 
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -367,5 +368,6 @@ def test_recipes():
     cpu, kx = load_config(ROOT / "configs" / "cpu_dan_setting2_x4.yaml"), \
         load_config(ROOT / "configs" / "cpu_setting2_x4.yaml")
     assert (cpu.train.batch, cpu.data.lr_patch, cpu.train.threads) == (8, 24, 1)
-    assert (cpu.val, cpu.data, cpu.train.iterations) == (kx.val, kx.data, kx.train.iterations)
+    # the same photos and validation set as KXNet's CPU recipe; only the cadence differs
+    assert (replace(cpu.val, every=0), cpu.data) == (replace(kx.val, every=0), kx.data)
     assert cpu.model.args == release.model.args and (cpu.model.stages, cpu.model.mode) == (None, None)

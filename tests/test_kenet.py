@@ -5,6 +5,7 @@ Tiny configurations (KENet widths 8, FC 16; USRNet 2 iterations of width 8) on i
 dozen pixels; the paper-sized KENets are only instantiated (parameter counts).
 """
 
+from dataclasses import replace
 import json
 from pathlib import Path
 
@@ -248,5 +249,6 @@ def test_recipes():
                                                                                   0.1, 64)
     assert (tuple(t.loss.att_lambda), tuple(t.loss.att_rho)) == ((0.01, 0.1), (0.01, 0.1, 1.0))
     assert (cpu.train.batch, cpu.data.lr_patch, cpu.train.threads) == (8, 24, 1)
-    assert (cpu.val, cpu.data, cpu.train.iterations) == (kx.val, kx.data, kx.train.iterations)
+    # the same photos and validation set as KXNet's CPU recipe; only the cadence differs
+    assert (replace(cpu.val, every=0), cpu.data) == (replace(kx.val, every=0), kx.data)
     assert not paper.checkpoint.keep_best and not cpu.checkpoint.keep_best    # its PSNR is bicubic's

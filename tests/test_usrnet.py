@@ -6,6 +6,7 @@ Tiny configurations (2 iterations, widths 8) on images of a few dozen pixels; th
 the tiny size are only instantiated (parameter counts, layout).
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -302,7 +303,8 @@ def test_recipes():
     assert (t.batch, release.data.lr_patch) == (48, 24)                      # KAIR: batch 48, HR patch 96
     assert release.model.args == {"n_iter": 8, "nc": [64, 128, 256, 512], "nb": 2, "h_nc": 64}
     assert (cpu.model.name, cpu.train.batch, cpu.data.lr_patch, cpu.train.threads) == ("usrnet_tiny", 8, 24, 1)
-    assert (cpu.val, cpu.data, cpu.train.iterations) == (kx.val, kx.data, kx.train.iterations)
+    # the same photos and validation set as KXNet's CPU recipe; only the cadence differs
+    assert (replace(cpu.val, every=0), cpu.data) == (replace(kx.val, every=0), kx.data)
     for cfg in (release, cpu):
         assert (cfg.model.stages, cfg.model.mode) == (None, None)
         build_model(cfg)

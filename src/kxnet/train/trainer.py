@@ -758,6 +758,11 @@ class Trainer:
             self._writer.close()
             self._writer = None
         if self._owns_process_group and dist.is_initialized():
+            # a rank that tears gloo down while a peer still talks to it can abort (SIGABRT at exit)
+            try:
+                dist.barrier()
+            except RuntimeError:
+                pass  # a peer already failed; torchrun reports that one
             dist.destroy_process_group()
             self._owns_process_group = False
         threads, det, warn_only, bench = self._restore
