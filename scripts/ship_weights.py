@@ -3,6 +3,7 @@
     python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] --benchmark results.json [--hardware TEXT]
     python scripts/ship_weights.py ../shared/runs/x2_lr8e-4 kxnet_x2.setting2 --weights ../shared/runs/x2_lr8e-4/best.safetensors \
         --recipe configs/cpu_setting2_x2.yaml --override train.lr=8e-4 --prior-iterations 700 --benchmark …
+    python scripts/ship_weights.py --record NAME --benchmark set14/results.json b100/results.json
 
 Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and the entry
 ``NAME`` of ``src/kxnet/weights/manifest.json`` with: SHA-256, the model config, the recipe
@@ -15,6 +16,9 @@ Weights are replaced only when complete benchmark cells improve: of the complete
 (every image of the set) that both the new results and the shipped entry have, the mean PSNR
 must rise, unless ``--force``. A run folder without ``config.yaml`` (a run made elsewhere) names
 its recipe with ``--recipe`` and ``--override``.
+
+``--record NAME`` leaves the weights alone and adds the cells that ``kxnet benchmark --models NAME``
+measured on the shipped file to its manifest entry (a cell measured again replaces the old one).
 """
 
 from __future__ import annotations
@@ -72,12 +76,27 @@ def _improved(new: dict, old: dict) -> list[str]:
     return sorted(k for k in shared if new[k]["psnr"] > old[k]["psnr"])
 
 
+def record(name: str, results: list[Path]) -> None:
+    manifest_path = WEIGHTS / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if name not in manifest:
+        raise SystemExit(f"{manifest_path}: no entry {name!r}")
+    cells = {}
+    for r in results:
+        cells.update(_cells(r, name))
+    manifest[name].setdefault("benchmarks", {}).update(cells)
+    manifest[name]["benchmarks"] = dict(sorted(manifest[name]["benchmarks"].items()))
+    atomic_write_json(manifest_path, manifest)
+    print(f"{name}: recorded {len(cells)} cells ({', '.join(sorted(cells))})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("name", help="manifest name, e.g. kxnet_x4.setting2")
+    ap.add_argument("run_dir", type=Path, nargs="?")
+    ap.add_argument("name", nargs="?", help="manifest name, e.g. kxnet_x4.setting2")
+    ap.add_argument("--record", metavar="NAME", help="only add benchmark cells of the shipped NAME to the manifest")
     ap.add_argument("--weights", type=Path, default=None, help="default: the run's model.safetensors, else its last checkpoint")
-    ap.add_argument("--benchmark", type=Path, default=None, help="results.json of `kxnet benchmark`")
+    ap.add_argument("--benchmark", type=Path, nargs="+", default=None, help="results.json of `kxnet benchmark`")
     ap.add_argument("--benchmark-name", default=None, help="model name used in results.json (default: NAME)")
     ap.add_argument("--hardware", default="2-core x86_64 CPU (no GPU), torch 2.13.0 CPU build, 1 thread")
     ap.add_argument("--hours", type=float, default=None, help="wall-clock training time")
@@ -89,6 +108,12 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=None, help="the run's step of --weights (default: from the run)")
     ap.add_argument("--force", action="store_true", help="replace even if no complete cell improves")
     args = ap.parse_args()
+    if args.record:
+        if not args.benchmark:
+            ap.error("--record needs --benchmark")
+        return record(args.record, args.benchmark)
+    if args.run_dir is None or args.name is None:
+        ap.error("give RUN_DIR and NAME (or --record NAME)")
 
     run = args.run_dir
     weights = args.weights
@@ -118,7 +143,9 @@ def main() -> None:
         raise SystemExit(f"{weights}: cannot tell the run's step of these weights; give --step")
 
     step += args.prior_iterations
-    cells = _cells(args.benchmark, args.benchmark_name or args.name) if args.benchmark else {}
+    cells = {}
+    for results in args.benchmark or []:
+        cells.update(_cells(results, args.benchmark_name or args.name))
     manifest_path = WEIGHTS / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     better = _improved(cells, manifest.get(args.name, {}).get("benchmarks") or {})

@@ -1,0 +1,41 @@
+"""The shipping rule of scripts/ship_weights.py: weights are replaced only when complete cells improve."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("ship_weights", ROOT / "scripts" / "ship_weights.py")
+ship = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ship)
+
+
+def _cell(psnr, full=True, images=5):
+    return {"psnr": psnr, "full": full, "images": images}
+
+
+def test_improved_needs_the_mean_of_shared_complete_cells_to_rise():
+    old = {"a": _cell(28.0), "b": _cell(27.0), "c": _cell(20.0, full=False, images=4)}
+    # one cell up 0.3, one down 0.5: worse overall, nothing ships
+    assert ship._improved({"a": _cell(28.3), "b": _cell(26.5)}, old) == []
+    # a partial cell that improves a lot does not count
+    assert ship._improved({"a": _cell(27.9), "c": _cell(30.0, full=False, images=4)}, old) == []
+    # better overall: the improving cells are named
+    assert ship._improved({"a": _cell(28.6), "b": _cell(26.9)}, old) == ["a"]
+    # no shared complete cell: nothing to compare against
+    assert ship._improved({"d": _cell(40.0)}, old) == []
+
+
+def test_record_merges_cells_into_the_entry(tmp_path, monkeypatch):
+    monkeypatch.setattr(ship, "WEIGHTS", tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"m": {"file": "m.safetensors", "benchmarks": {
+        "Set5/setting2/x4/noise0": {"psnr": 1.0}, "Set14/setting2/x4/noise0": {"psnr": 2.0}}}}))
+    cell = {"model": "m", "key": "Set14/setting2/x4/noise0", "psnr": 25.0, "ssim": 0.7, "bicubic_psnr": 23.0,
+            "bicubic_ssim": 0.6, "images": 14, "pairs": 112, "full": True, "paper": None, "stage_psnr": [24.0, 25.0]}
+    other = dict(cell, model="other", key="B100/setting2/x4/noise0")
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"cells": [cell, other]}))
+    ship.record("m", [results])
+    cells = json.loads((tmp_path / "manifest.json").read_text())["m"]["benchmarks"]
+    assert sorted(cells) == ["Set14/setting2/x4/noise0", "Set5/setting2/x4/noise0"]
+    assert cells["Set14/setting2/x4/noise0"]["psnr"] == 25.0 and cells["Set5/setting2/x4/noise0"]["psnr"] == 1.0
