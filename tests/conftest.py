@@ -12,3 +12,15 @@ def perturbed_kxnet(scale: int, setting: int, stages: int = 2):
         for p in m.parameters():
             p.add_(0.01 * torch.randn_like(p))
     return m
+
+
+def circular_convolution(x, c):
+    """``Σ_m c[r+m] · x[i−m]`` in real space, by shifted copies: a reference that shares no code
+    with the FFT operators under test."""
+    p = c.shape[-1]
+    r = p // 2
+    out = torch.zeros_like(x)
+    for a in range(p):
+        for b in range(p):
+            out += c[..., a, b, None, None] * torch.roll(x, shifts=(a - r, b - r), dims=(-2, -1))
+    return out

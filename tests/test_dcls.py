@@ -24,6 +24,7 @@ from kxnet.models.dcls import FILTER_STRUCTURES, _is_dcls_state
 from kxnet.models.dcls_fourier import cls_deconvolve, lr_space_kernel, reformulated_kernel, zeroize_negligible
 from kxnet.physics import blur, blur_downsample, downsample
 from kxnet.train import LossConfig, Trainer, config_from_dict, dcls_loss, load_config
+from conftest import circular_convolution
 
 TINY = dict(nf=16, nb=1, ng=1, input_para=8, kernel_channels=4)
 
@@ -48,17 +49,6 @@ def tiny():
 
 def _lr(h=12, w=14, b=1, seed=1):
     return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def _circular_convolution(x, c):
-    """``Σ_m c[r+m] · x[i−m]`` in real space (independent of the FFT code under test)."""
-    p = c.shape[-1]
-    r = p // 2
-    out = torch.zeros_like(x)
-    for a in range(p):
-        for b in range(p):
-            out += c[..., a, b, None, None] * torch.roll(x, shifts=(a - r, b - r), dims=(-2, -1))
-    return out
 
 
 # ------------------------------------------------------------------------ released sizes
@@ -178,7 +168,7 @@ def test_cls_inverts_a_known_blur_without_noise():
     gauss = anisotropic_gaussian(11, 1.0, 0.7, 0.5, dtype=torch.float64)
     no_regulariser = torch.zeros(2, 3, 3, 3, dtype=torch.float64)
     for c in (asym / asym.sum(), gauss):
-        restored = cls_deconvolve(_circular_convolution(x, c), c.expand(2, 1, 11, 11), no_regulariser)
+        restored = cls_deconvolve(circular_convolution(x, c), c.expand(2, 1, 11, 11), no_regulariser)
         assert (restored - x).abs().max() < 1e-12
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,17 @@ def test_all_recipes_present():
     names = {Path(p).stem for p in CONFIGS}
     assert {f"paper_setting{s}_x{x}" for s in (1, 2) for x in (2, 3, 4)} <= names
     assert {"cpu_setting2_x2", "cpu_setting2_x3", "cpu_setting2_x4", "cpu_setting1_x4"} <= names
+
+
+@pytest.mark.parametrize("method", ["dan", "dcls", "kenet", "usrnet_tiny"])
+def test_cpu_baseline_recipes_share_kxnets_photos_and_validation(method):
+    """Equal-budget comparisons need one protocol: the same training photos, patch and batch, and the
+    same validation set; only the validation cadence and its per-stage report may differ."""
+    kx = load_config(ROOT / "configs" / "cpu_setting2_x4.yaml")
+    cpu = load_config(ROOT / "configs" / f"cpu_{method}_setting2_x4.yaml")
+    assert (replace(cpu.val, every=0, per_stage=False), cpu.data, cpu.train.batch, cpu.train.threads) == \
+        (replace(kx.val, every=0, per_stage=False), kx.data, kx.train.batch, kx.train.threads)
+    assert (cpu.model.scale, cpu.model.setting) == (kx.model.scale, kx.model.setting)
 
 
 @pytest.mark.parametrize("text,fragment", [
