@@ -96,7 +96,7 @@ def report(args) -> None:
         model = models[0] if len(models) == 1 else combine(*models)
         params = sum(p.numel() for p in model.parameters())
         cells = benchmark_model(model, name, Path(args.data), Path(args.work),
-                                {"Set5": (0.0, 15.0), "Set14": (0.0, 15.0)}, {}, progress=False)
+                                {"Set5": (0.0, 15.0), "Set14": (0.0, 15.0)}, {}, progress=True)
         rows.append({"method": name, "what": what, "params": params, "cpu_h": sum(x["cpu_s"] for x in summaries) / 3600,
                      "steps": " + ".join(str(x["step"]) for x in summaries),
                      "samples": sum(x["step"] * b for x, b in zip(summaries, batches)),
