@@ -10,7 +10,7 @@ learning rate held constant — within a first CPU-hour every release is still i
 constant phase — and ``train.cpu_budget_h`` so that every run gets exactly the same training
 CPU time (validation excluded), one thread, ``data.workers=0`` so synthesis is counted too.
 
-The report scores each run's final weights on complete Set5 (σn 0 and 15) and Set14 (σn 0) with
+The report scores each run's final weights on complete cells (default Set5 σn 0 and 15, Set14 σn 0) with
 ``kxnet benchmark``'s cached cells, and times one 128×128 LR image on one thread.
 """
 
@@ -85,6 +85,11 @@ def report(args) -> None:
     from kxnet.models import load_model
     from kxnet.models.kenet_usrnet import combine
 
+    sets: dict[str, tuple[float, ...]] = {}
+    for cell in args.cells:
+        set_name, _, noise = cell.partition(":")
+        sets[set_name] = sets.get(set_name, ()) + (float(noise),)
+    keys = [f"{n}/setting2/x4/noise{int(v)}" for n, noises in sets.items() for v in noises]
     rows = []
     for name, what, run_names in [*((n, m[2], [n]) for n, m in METHODS.items()), ("kenet_usrnet", PAIR_WHAT, list(PAIR))]:
         run_dirs = [Path(args.out) / n for n in run_names]
@@ -96,13 +101,11 @@ def report(args) -> None:
         models = [load_model(d / "model.safetensors") for d in run_dirs]
         model = models[0] if len(models) == 1 else combine(*models)
         params = sum(p.numel() for p in model.parameters())
-        cells = benchmark_model(model, name, Path(args.data), Path(args.work),
-                                {"Set5": (0.0, 15.0), "Set14": (0.0,)}, {}, progress=True)
+        cells = benchmark_model(model, name, Path(args.data), Path(args.work), sets, {}, progress=True)
         rows.append({"method": name, "what": what, "params": params, "cpu_h": sum(x["cpu_s"] for x in summaries) / 3600,
                      "steps": " + ".join(str(x["step"]) for x in summaries),
                      "samples": sum(x["step"] * b for x, b in zip(summaries, batches)),
                      "cells": {c.key: c for c in cells}, "sec_128": _seconds_per_image(model)})
-    keys = ["Set5/setting2/x4/noise0", "Set5/setting2/x4/noise15", "Set14/setting2/x4/noise0"]
     head = ("| method | parameters | training CPU-h | steps | samples | " +
             " | ".join(k.replace("/setting2/x4/noise", " σn ") + " PSNR / SSIM" for k in keys) +
             " | kernel L1, Set5 σn 0 (K⁰) | s per 128² LR image |")
@@ -137,6 +140,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/benchmarks")
     ap.add_argument("--work", default="runs/benchmark_sets")
     ap.add_argument("--report", default="docs/equal_budget.md")
+    ap.add_argument("--cells", nargs="+", default=["Set5:0", "Set5:15", "Set14:0"], metavar="SET:NOISE",
+                    help="complete cells to score (×4 setting 2)")
     args = ap.parse_args()
     train(args) if args.action == "train" else report(args)
 
