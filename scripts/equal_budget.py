@@ -85,11 +85,10 @@ def report(args) -> None:
     from kxnet.models import load_model
     from kxnet.models.kenet_usrnet import combine
 
+    specs = [(name, float(noise)) for name, _, noise in (c.partition(":") for c in args.cells)]  # (set, σn)
     sets: dict[str, tuple[float, ...]] = {}
-    for cell in args.cells:
-        set_name, _, noise = cell.partition(":")
-        sets[set_name] = sets.get(set_name, ()) + (float(noise),)
-    keys = [f"{n}/setting2/x4/noise{int(v)}" for n, noises in sets.items() for v in noises]
+    for set_name, noise in specs:
+        sets[set_name] = sets.get(set_name, ()) + (noise,)
     rows = []
     for name, what, run_names in [*((n, m[2], [n]) for n, m in METHODS.items()), ("kenet_usrnet", PAIR_WHAT, list(PAIR))]:
         run_dirs = [Path(args.out) / n for n in run_names]
@@ -105,23 +104,23 @@ def report(args) -> None:
         rows.append({"method": name, "what": what, "params": params, "cpu_h": sum(x["cpu_s"] for x in summaries) / 3600,
                      "steps": " + ".join(str(x["step"]) for x in summaries),
                      "samples": sum(x["step"] * b for x, b in zip(summaries, batches)),
-                     "cells": {c.key: c for c in cells}, "sec_128": _seconds_per_image(model)})
+                     "cells": {(c.set, c.noise): c for c in cells}, "sec_128": _seconds_per_image(model)})
     head = ("| method | parameters | training CPU-h | steps | samples | " +
-            " | ".join(k.replace("/setting2/x4/noise", " σn ") + " PSNR / SSIM" for k in keys) +
-            " | kernel L1, Set5 σn 0 (K⁰) | s per 128² LR image |")
-    lines = [head, "|" + "---|" * (7 + len(keys))]
+            " | ".join(f"{n} σn {v:g} PSNR / SSIM" for n, v in specs) +
+            f" | kernel L1, {specs[0][0]} σn {specs[0][1]:g} (K⁰) | s per 128² LR image |")
+    lines = [head, "|" + "---|" * (7 + len(specs))]
     for r in rows:
-        cells = [r["cells"][k] for k in keys]
+        cells = [r["cells"][spec] for spec in specs]
         k = cells[0].kernel
         kern = f"{k['kernel_l1']:.3f} ({k['initial_kernel_l1']:.3f})" if k else "– (no HR kernel)"
         lines.append(f"| {r['what']} | {r['params']:,} | {r['cpu_h']:.2f} | {r['steps']} | {r['samples']:,} | " +
                      " | ".join(f"{c.psnr:.2f} / {c.ssim:.4f}" for c in cells) + f" | {kern} | {r['sec_128']:.2f} |")
-    bic = [rows[0]["cells"][k] for k in keys] if rows else []
+    bic = [rows[0]["cells"][spec] for spec in specs] if rows else []
     if bic:
         lines.append("| bicubic | – | – | – | – | " + " | ".join(f"{c.bicubic_psnr:.2f} / {c.bicubic_ssim:.4f}" for c in bic)
                      + " | – | – |")
     for method in ("DAN", "KXNet"):  # the published, fully trained models on this protocol (no DCLS/KENet cells exist)
-        cells = [paper_value(method, 2, float(k.rsplit("noise", 1)[1]), 4, k.split("/")[0]) for k in keys]
+        cells = [paper_value(method, 2, noise, 4, set_name) for set_name, noise in specs]
         lines.append(f"| paper: {method}, fully trained (RESULTS.md) | – | – | – | – | " +
                      " | ".join(f"{c[0]:.2f} / {c[1]:.4f}" for c in cells) + " | – | – |")
     table = "\n".join(lines) + "\n"
