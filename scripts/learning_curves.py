@@ -14,15 +14,11 @@ CPU-hour) and ``<out>.png``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-
-def _records(run: Path) -> tuple[list[dict], list[dict]]:
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return [r for r in rows if r["kind"] == "train"], [r for r in rows if r["kind"] == "val"]
+from kxnet.train import read_metrics
 
 
 def cpu_of_steps(train: list[dict], anchor: tuple[int, float] | None) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +40,7 @@ def cpu_of_steps(train: list[dict], anchor: tuple[int, float] | None) -> tuple[n
 
 
 def curve(run: Path, anchor) -> list[dict]:
-    train, val = _records(run)
+    train, val = read_metrics(run, "train"), read_metrics(run, "val")
     steps, cpu = cpu_of_steps(train, anchor)
     return [dict(r, cpu_h=float(np.interp(r["step"], steps, cpu)) / 3600) for r in val
             if r["step"] <= steps[-1]]

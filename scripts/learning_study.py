@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kxnet.train import read_metrics
+
 RECIPE = "configs/cpu_setting2_x2.yaml"
 INIT = "runs/study/init_x2.safetensors"   # cp src/kxnet/weights/kxnet_x2_setting2.safetensors runs/study/
 
@@ -73,30 +75,24 @@ def run(args) -> None:
             _train(args, name, overrides, args.steps, args.init)
 
 
-def _records(path: Path, kind: str) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("kind") == kind]
-
-
 def curves(args) -> dict[str, list[dict]]:
     """name → validation records with ``cpu_h`` (CPU-hours since the common start)."""
     out: dict[str, list[dict]] = {}
     for name in VARIANTS:
-        val = _records(Path(args.out) / name / "metrics.jsonl", "val")
+        val = read_metrics(Path(args.out) / name, "val")
         if name == "nonblind" and val:
             offset = max(r["cpu_s"] for r in val)
-            tail = _records(Path(args.out) / f"{name}_blind" / "metrics.jsonl", "val")
+            tail = read_metrics(Path(args.out) / f"{name}_blind", "val")
             val = val + [dict(r, step=r["step"] + val[-1]["step"], cpu_s=r["cpu_s"] + offset) for r in tail[1:]]
         if val:
             zero = val[0]["cpu_s"]     # runs made before the trainer excluded its setup time from cpu_s
             out[name] = [dict(r, cpu_h=(r["cpu_s"] - zero) / 3600) for r in val]
-    base_train = _records(Path(args.out) / "base" / "metrics.jsonl", "train")
+    base_train = read_metrics(Path(args.out) / "base", "train")
     if base_train and args.extra:
         sec_per_step = base_train[-1]["cpu_s"] / base_train[-1]["step"]
         for item in args.extra:
             label, _, path = item.partition("=")
-            val = _records(Path(path), "val")
+            val = read_metrics(Path(path).parent, "val")      # NAME=<run>/metrics.jsonl
             if val and all("cpu_s" in r for r in val):    # a run of this trainer: its own CPU time
                 out[label] = [dict(r, cpu_h=(r["cpu_s"] - val[0]["cpu_s"]) / 3600) for r in val]
             else:

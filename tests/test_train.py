@@ -33,6 +33,7 @@ from kxnet.train import (
     kxnet_loss,
     load_config,
     load_state,
+    read_metrics,
     stage_weights,
 )
 from kxnet.train.data import rank_slice, sample_seed
@@ -311,8 +312,7 @@ def test_init_weights_validation_and_cli(data_dirs, tmp_path, capsys):
                      "val.images=[v]", "checkpoint.export_fp16=true"])
     assert code == 0, capsys.readouterr().err
     run = tmp_path / "cont"
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    vals = [r for r in records if r["kind"] == "val"]
+    vals = read_metrics(run, "val")
     assert [r["step"] for r in vals] == [0, 2]
     for r in vals:
         assert r["pairs"] == 8 and len(r["stage_psnr"]) == 2 and r["bicubic_psnr"] > 10 and r["loss"] > 0
@@ -401,8 +401,7 @@ def test_resume_follows_an_edited_schedule(data_dirs, tmp_path):
 
     # the lr after step 3 is that of the edited recipe at step 3, not the old one's
     assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(t.cfg.train, 3))
-    records = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    cpu = [r["cpu_s"] for r in records if r["kind"] == "train"]
+    cpu = [r["cpu_s"] for r in read_metrics(tmp_path / "run", "train")]
     assert cpu == sorted(cpu) and cpu[-1] > 0          # CPU time accumulates across the resume
 
 
@@ -454,7 +453,7 @@ def test_continue_starts_a_run_then_resumes_it(data_dirs, tmp_path, capsys):
     assert load_state(sorted((tmp_path / "run" / "checkpoints").glob("*.state"))[-1])["step"] == 2
     # the same command later, with more iterations: picks up at step 2, not from scratch
     assert cli_main(["train", str(recipe), "--continue", "--no-progress", "train.iterations=4"]) == 0
-    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in read_metrics(tmp_path / "run")]
     assert steps == [1, 2, 3, 4]
 
 

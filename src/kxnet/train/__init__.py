@@ -27,7 +27,7 @@ from .loss_dan import dan_loss
 from .loss_dcls import dcls_loss
 from .loss_kenet import attention_loss
 from .loss_usrnet import usrnet_loss
-from .trainer import Trainer, build_model, build_optimizer, train
+from .trainer import Trainer, build_model, build_optimizer, read_metrics, train
 
 __all__ = [
     "CheckpointConfig",

@@ -62,6 +62,16 @@ _CSV_FIELDS = ["step", "loss", "image_l1", "kernel_l1", "lr", "grad_norm", "it_p
 _VAL_LOSS_SEED_OFFSET = 1_000_003
 
 
+def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
+    """The records of a run folder's ``metrics.jsonl`` in order (only ``kind`` ones: "train" or
+    "val", when given); none when the run has not logged yet."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if kind is None or r.get("kind") == kind]
+
+
 def build_model(cfg: Config) -> nn.Module:
     """The architecture a recipe names, freshly initialised (seed the RNG first)."""
     from ..models import create_model
