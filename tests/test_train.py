@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -335,6 +336,32 @@ def test_step_zero_matches_init_weights(data_dirs, tmp_path):
     with Trainer(cfg, progress=False) as t:
         want = load_model(weights).state_dict()
         assert t.step == 0 and all(torch.equal(v, want[k]) for k, v in t.model.state_dict().items())
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_to_the_process_group_checkpoints(data_dirs, tmp_path, stop):
+    recipe = tmp_path / "tiny.yaml"
+    cfg = tiny_config(data_dirs, tmp_path / "run", data={"workers": 1},
+                      train={"iterations": 100000, "milestones": []}, checkpoint={"every": 0})
+    recipe.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "kxnet", "train", str(recipe), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(read_metrics(tmp_path / "run", "train")) < 3:       # a few steps in, the worker busy
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        os.killpg(proc.pid, stop)                                     # the trainer and its worker alike
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "stopped at step" in stderr
+    states = sorted((tmp_path / "run" / "checkpoints").glob("*.state"))
+    assert states and load_state(states[-1])["step"] >= 3
 
 
 # -------------------------------------------------------------------------- 2. DDP

@@ -215,7 +215,11 @@ def _worker_init(_worker_id: int) -> None:
     import signal
 
     torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the trainer cleanly, not the workers
+    # Ctrl-C in a terminal, `pkill -f`, `kill -- -PGID` and a scheduler's preemption signal the
+    # whole process group; the trainer stops with a checkpoint and shuts its workers down itself,
+    # whereas a worker dying first would abort the step in flight without one.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
 
 
 def build_loader(dataset: TrainingSamples, first: int, last: int, global_batch: int, rank: int = 0,
