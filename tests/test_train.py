@@ -32,6 +32,7 @@ from kxnet.train import (
     config_from_dict,
     export_weights,
     kxnet_loss,
+    latest_checkpoint,
     load_config,
     load_state,
     read_metrics,
@@ -360,8 +361,8 @@ def test_a_stop_signal_to_the_process_group_checkpoints(data_dirs, tmp_path, sto
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, stderr[-2000:]
     assert "stopped at step" in stderr
-    states = sorted((tmp_path / "run" / "checkpoints").glob("*.state"))
-    assert states and load_state(states[-1])["step"] >= 3
+    latest = latest_checkpoint(tmp_path / "run")
+    assert latest is not None and load_state(latest)["step"] >= 3
 
 
 # -------------------------------------------------------------------------- 2. DDP
@@ -477,7 +478,7 @@ def test_continue_starts_a_run_then_resumes_it(data_dirs, tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_config(data_dirs, tmp_path / "run", train={"iterations": 2})))
     assert cli_main(["train", str(recipe), "--continue", "--no-progress"]) == 0
-    assert load_state(sorted((tmp_path / "run" / "checkpoints").glob("*.state"))[-1])["step"] == 2
+    assert load_state(latest_checkpoint(tmp_path / "run"))["step"] == 2
     # the same command later, with more iterations: picks up at step 2, not from scratch
     assert cli_main(["train", str(recipe), "--continue", "--no-progress", "train.iterations=4"]) == 0
     steps = [r["step"] for r in read_metrics(tmp_path / "run")]

@@ -62,6 +62,10 @@ _CSV_FIELDS = ["step", "loss", "image_l1", "kernel_l1", "lr", "grad_norm", "it_p
 _VAL_LOSS_SEED_OFFSET = 1_000_003
 
 
+def _metrics_line(record: dict) -> str:
+    return json.dumps(record, sort_keys=True) + "\n"
+
+
 def read_metrics(run_dir: str | os.PathLike, kind: str | None = None) -> list[dict]:
     """The records of a run folder's ``metrics.jsonl`` in order (only ``kind`` ones: "train" or
     "val", when given); none when the run has not logged yet."""
@@ -403,12 +407,12 @@ class Trainer:
             w.writerows(r for r in rows if int(r["step"]) <= step)
             atomic_write_bytes(log_csv, buf.getvalue().encode())
         if metrics.exists():
-            kept = [ln for ln in metrics.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-            atomic_write_bytes(metrics, "".join(ln + "\n" for ln in kept).encode())
+            kept = [r for r in read_metrics(self.run_dir) if r["step"] <= step]
+            atomic_write_bytes(metrics, "".join(map(_metrics_line, kept)).encode())
 
     def _append_metrics(self, record: dict) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+            f.write(_metrics_line(record))
 
     def _append_csv(self, row: dict) -> None:
         path = self.run_dir / "train_log.csv"
