@@ -84,13 +84,18 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    # PSNR and kernel error side by side; the legend goes below, where it hides no curve
+    fig, (ax, axk) = plt.subplots(1, 2, figsize=(10, 4))
     for label, val in data.items():
-        ax.plot([r["cpu_h"] for r in val], [r["psnr"] for r in val], marker=".", label=label)
-    ax.set_xlabel("CPU-hours of this run (1 thread)")
+        line, = ax.plot([r["cpu_h"] for r in val], [r["psnr"] for r in val], marker=".", label=label)
+        kern = [r for r in val if r.get("kernel_l1_sum1") is not None]
+        axk.plot([r["cpu_h"] for r in kern], [r["kernel_l1_sum1"] for r in kern], marker=".", color=line.get_color())
     ax.set_ylabel("validation PSNR (dB, Y)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    axk.set_ylabel("kernel unit-sum L1 (0 exact, 2 disjoint)")
+    for a in (ax, axk):
+        a.set_xlabel("CPU-hours of this run (1 thread)")
+        a.grid(alpha=0.3)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, fontsize=8)
     fig.savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")
     print(f"wrote {out}.md, {out}.png")
 
