@@ -124,6 +124,32 @@ def test_loss_weights_by_hand():
     assert [x.grad.mean().item() for x in images] == pytest.approx([0.1 / n, 0.1 / n, 1.0 / n])
 
 
+
+def test_monotone_penalty_charges_only_a_stage_worse_than_its_predecessor():
+    hr = torch.zeros(1, 3, 4, 4)
+    k_gt = torch.zeros(1, 5, 5)
+    # image errors 2, 3, 1: stage 2 is 1 worse than stage 1, stage 3 better than stage 2
+    images = [torch.full_like(hr, e).requires_grad_(True) for e in (2.0, 3.0, 1.0)]
+    kernels = [k_gt.clone() for _ in images]
+    out = KXNetOutput(images[-1], kernels[-1], images, kernels)
+    plain, _ = kxnet_loss(out, hr, k_gt, LossConfig())
+    total, _ = kxnet_loss(out, hr, k_gt, LossConfig(monotone_weight=0.5))
+    assert (total - plain).item() == pytest.approx(0.5 * 1.0)
+    total.backward()
+    n = hr.numel()
+    # stage 1's term is detached in the penalty: only stage 2 is pushed by it
+    assert [x.grad.mean().item() for x in images] == pytest.approx([0.1 / n, (0.1 + 0.5) / n, 1.0 / n])
+    # per sample: image 0 gets better at stage 2 (3 → 1), image 1 worse (1 → 2); the batch mean
+    # improves (2 → 1.5), yet image 1 is charged: 0.5 · (2 − 1) / 2 images
+    hr = torch.zeros(2, 3, 4, 4)
+    stage1 = torch.cat([torch.full((1, 3, 4, 4), 3.0), torch.full((1, 3, 4, 4), 1.0)])
+    stage2 = torch.cat([torch.full((1, 3, 4, 4), 1.0), torch.full((1, 3, 4, 4), 2.0)])
+    k_gt = torch.zeros(2, 5, 5)
+    out = KXNetOutput(stage2, k_gt, [stage1, stage2], [k_gt, k_gt])
+    plain, _ = kxnet_loss(out, hr, k_gt, LossConfig())
+    total, _ = kxnet_loss(out, hr, k_gt, LossConfig(monotone_weight=0.5))
+    assert (total - plain).item() == pytest.approx(0.25)
+
 # -------------------------------------------------------------------------- 4. config
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[Path(p).stem for p in CONFIGS])

@@ -96,6 +96,10 @@ class LossConfig:
     kernel_weight: float = 0.1
     kernel_weight_last: float = 1.0
     code_weight: float = 1.0
+    # KXNet only, an extension (0 = Eq. 12 as published): μ·Σ_{t≥2} relu(L1(X^t) − L1(X^{t−1}))
+    # per sample, the earlier stage held fixed, so a stage that undoes its predecessor's progress costs more
+    # than the α_t weights alone charge it; the shipped models must not lose PSNR stage to stage.
+    monotone_weight: float = 0.0
     att_lambda: tuple[float, float] = (0.01, 0.1)      # λ₁, λ₂: fractions of the true kernel's peak
     att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)  # ρ₀ (all taps), ρ₁ (> λ₁·peak), ρ₂ (> λ₂·peak)
 
@@ -230,7 +234,8 @@ class Config:
             fail("train.clip_grad_norm", f"must be ≥ 0 (0 = off), got {t.clip_grad_norm}")
         if not 0 <= t.ema_decay < 1:
             fail("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
-        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last", "code_weight"):
+        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last", "code_weight",
+                     "monotone_weight"):
             if getattr(t.loss, name) < 0:
                 fail(f"train.loss.{name}", f"must be ≥ 0, got {getattr(t.loss, name)}")
         if any(r < 0 for r in t.loss.att_rho):

@@ -7,7 +7,11 @@ architecture, so it holds no method-specific code.
 
 KXNet's is paper Eq. 12 as the release computes it (KXNET.md §5):
 ``L = Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K)`` over the stages t = 1…T, with mean-reduced L1
-(``nn.L1Loss``), α_t = β_t = 0.1 for t < T and 1 for the last stage.
+(``nn.L1Loss``), α_t = β_t = 0.1 for t < T and 1 for the last stage. ``monotone_weight`` μ > 0
+adds μ·Σ_{t≥2} mean_b relu(L1_b(X^t, X) − L1_b(X^{t−1}, X)), per sample b, stage t−1's term
+detached: a stage is charged for every image it leaves worse than the one before (a batch mean
+would let the noisy samples, where later stages gain most, hide the clean ones), and the earlier
+stage cannot pay by getting worse.
 """
 
 from __future__ import annotations
@@ -103,6 +107,10 @@ def kxnet_loss(output, hr: torch.Tensor, kernel: torch.Tensor,
     image_terms = [F.l1_loss(x.float(), hr) for x in images]
     for a, term in zip(stage_weights(len(images), w.image_weight, w.image_weight_last), image_terms):
         total = total + a * term
+    if w.monotone_weight > 0:
+        per_sample = [(x.float() - hr).abs().flatten(1).mean(dim=1) for x in images]
+        for before, after in zip(per_sample, per_sample[1:]):
+            total = total + w.monotone_weight * F.relu(after - before.detach()).mean()
     kernel_terms = [F.l1_loss(k.float(), kernel) for k in kernels]
     if kernel_terms:
         for b, term in zip(stage_weights(len(kernels), w.kernel_weight, w.kernel_weight_last), kernel_terms):
