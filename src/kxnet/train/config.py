@@ -97,8 +97,8 @@ class LossConfig:
     kernel_weight_last: float = 1.0
     code_weight: float = 1.0
     # KXNet only, an extension (0 = Eq. 12 as published): μ·Σ_{t≥2} relu(L1(X^t) − L1(X^{t−1}))
-    # per sample, the earlier stage held fixed, so a stage that undoes its predecessor's progress costs more
-    # than the α_t weights alone charge it; the shipped models must not lose PSNR stage to stage.
+    # per sample, the earlier stage held fixed, so a stage that undoes its predecessor's progress
+    # costs more than the α_t weights alone charge it (shipped models must not lose PSNR by stage).
     monotone_weight: float = 0.0
     att_lambda: tuple[float, float] = (0.01, 0.1)      # λ₁, λ₂: fractions of the true kernel's peak
     att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)  # ρ₀ (all taps), ρ₁ (> λ₁·peak), ρ₂ (> λ₂·peak)
