@@ -64,18 +64,18 @@ def least_squares_kernel(x: torch.Tensor, y: torch.Tensor, size: int, scale: int
     return (k / max(k.sum(), 1e-12)).reshape(size, size)
 
 
-def least_squares_probe(model, set_dir: Path, manifest: dict) -> None:
+def least_squares_probe(model, set_dir: Path, pairs: list[dict], scale: int, size: int) -> None:
     model = model.double()
-    s, size = manifest["scale"], manifest["kernel_size"]
     rows = []
-    for pair in (p for p in manifest["pairs"] if p["hr"] == manifest["images"][0]["hr"]):
+    for pair in pairs:
         y = to_tensor(read_image(set_dir / pair["lr"]).rgb).double()
-        hr = to_tensor(read_image(set_dir / pair["hr"]).rgb).double()[..., : y.shape[-2] * s, : y.shape[-1] * s]
+        hr = to_tensor(read_image(set_dir / pair["hr"]).rgb).double()
+        hr = hr[..., : y.shape[-2] * scale, : y.shape[-1] * scale]
         k_true = np.load(set_dir / pair["kernel"])
         with torch.no_grad():
             blind = model(y)
             given = model(y, torch.from_numpy(k_true))
-        row = [kernel_l1(least_squares_kernel(x, y, size, s), k_true)
+        row = [kernel_l1(least_squares_kernel(x, y, size, scale), k_true)
                for x in (hr, blind.stage_images[-1], given.stage_images[-1])]
         rows.append(row + [kernel_l1(blind.kernel[0].numpy(), k_true)])
         print(f"{pair['kernel_tag']}: kernel L1 of least squares from X = HR {row[0]:.3f}, blind X^T "
@@ -95,8 +95,8 @@ def main() -> None:
     model = load_model(args.model).eval()
     manifest = load_manifest(args.set_dir)
     area = {k["tag"]: k["params"]["sigma_x"] * k["params"]["sigma_y"] for k in manifest["kernels"]}
-    first = manifest["images"][0]["hr"]
-    by_width = sorted((p for p in manifest["pairs"] if p["hr"] == first), key=lambda p: area[p["kernel_tag"]])
+    first = [p for p in manifest["pairs"] if p["hr"] == manifest["images"][0]["hr"]]
+    by_width = sorted(first, key=lambda p: area[p["kernel_tag"]])
     for pair in (by_width[0], by_width[-1]):
         y = to_tensor(read_image(Path(args.set_dir) / pair["lr"]).rgb)
         cells = "  ".join(f"t{t}: {s:.3f}/{m:.3f}" for t, (s, m) in enumerate(stage_moves(model, y), 1))
@@ -111,7 +111,7 @@ def main() -> None:
     if args.least_squares:
         with torch.no_grad():
             model.gamma_stage.copy_(gamma0)
-        least_squares_probe(model, Path(args.set_dir), manifest)
+        least_squares_probe(model, Path(args.set_dir), first, manifest["scale"], manifest["kernel_size"])
 
 
 if __name__ == "__main__":
