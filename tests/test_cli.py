@@ -253,6 +253,23 @@ def test_convert(model_file, tmp_path, capsys):
     assert "nope.pth" in capsys.readouterr().err
 
 
+def test_convert_grows_stages(model_file, tmp_path, capsys):
+    dst = tmp_path / "grown.safetensors"
+    assert main(["convert", str(model_file), "-o", str(dst), "--stages", "3"]) == 0
+    assert "3 stages" in capsys.readouterr().out
+    small, grown = load_model(model_file), load_model(dst)
+    y = torch.rand(1, 3, 10, 12)
+    with torch.no_grad():
+        a, b = small(y), grown(y)
+    # stages are iterations: the grown model's first two are the original's, its third repeats the last
+    for t in range(2):
+        assert torch.equal(a.stage_images[t], b.stage_images[t])
+    assert not torch.equal(b.stage_images[2], b.stage_images[1])
+    assert main(["convert", str(model_file), "-o", str(tmp_path / "fewer.safetensors"), "--stages", "1"]) == 2
+    err = capsys.readouterr().err
+    assert model_file.name in err and "2-stage" in err and not (tmp_path / "fewer.safetensors").exists()
+
+
 # --------------------------------------------------------------------- console script, panel
 
 

@@ -460,8 +460,7 @@ def test_resume_follows_an_edited_schedule(data_dirs, tmp_path):
 
 
 def test_grow_stages_copies_the_last_stage(data_dirs, tmp_path):
-    from kxnet.models import create_model, save_model
-    from kxnet.train.trainer import grow_stages
+    from kxnet.models import create_model, grow_stages, save_model
 
     small = create_model("kxnet", scale=2, setting=2, stages=2)
     with torch.no_grad():

@@ -11,6 +11,9 @@ def add_parser(sub):
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
     p.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    p.add_argument("--stages", type=int, metavar="T",
+                   help="KXNet only: grow to T stages, the extra ones copies of the last "
+                        "(stages are iterations of one solver)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return p
 
@@ -28,7 +31,7 @@ def run(args) -> int:
         raise UsageError(f"{dst}: output is the input checkpoint")
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
-    config = convert_checkpoint(src, dst, fp16=args.fp16)
+    config = convert_checkpoint(src, dst, fp16=args.fp16, stages=args.stages)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
           f"setting {config.setting}, {arch.summary(config)}" + (", float16" if args.fp16 else ""))

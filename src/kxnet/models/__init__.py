@@ -17,7 +17,7 @@ from .registry import (
     register_model,
 )
 from .output import SROutput
-from .kxnet import KXNet, KXNetConfig, KXNetOutput
+from .kxnet import KXNet, KXNetConfig, KXNetOutput, grow_stages
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
 from .dcls import DCLS, DCLSConfig
@@ -50,6 +50,7 @@ __all__ = [
     "convert_checkpoint",
     "create_model",
     "detect_architecture",
+    "grow_stages",
     "is_model",
     "list_models",
     "load_model",

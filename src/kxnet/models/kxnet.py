@@ -263,6 +263,28 @@ class KXNet(nn.Module):
         return k.expand(y.shape[0], -1, -1) if k.dim() == 2 else k
 
 
+def grow_stages(model: KXNet, stages: int) -> KXNet:
+    """A KXNet of ``stages`` stages whose first stages are ``model``'s and whose extra stages are
+    copies of its last one: the stages are iterations of one solver, so a trained last
+    iteration is a far better start for another iteration than random weights."""
+    if not isinstance(model, KXNet):
+        raise ValueError(f"growing stages needs KXNet weights, got a {type(model).__name__}")
+    have = model.config.stages
+    if stages < have:
+        raise ValueError(f"cannot grow a {have}-stage KXNet to {stages} stages")
+    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages}))
+    state = model.state_dict()
+    for key, t in grown.state_dict().items():
+        if key in ("gamma_stage", "eta_stage"):
+            t.copy_(torch.cat([state[key], state[key][-1:].expand(stages - have, -1)]))
+            continue
+        parts = key.split(".")
+        if parts[0] in ("X_stage", "K_stage"):
+            parts[1] = str(min(int(parts[1]), have - 1))
+        t.copy_(state[".".join(parts)])
+    return grown.to(next(model.parameters()).device).train(model.training)
+
+
 @register_scale_variants
 def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "official", **config) -> KXNet:
     """KXNet at any scale and setting; ``config`` takes the other :class:`KXNetConfig` fields."""

@@ -225,9 +225,20 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval()
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False):
-    """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config."""
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False,
+                       stages: int | None = None):
+    """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config.
+
+    ``stages`` grows a KXNet to that many stages, the extra ones copies of its last
+    (:func:`~kxnet.models.kxnet.grow_stages`)."""
+    from .kxnet import grow_stages
+
     model = load_model(src)
+    if stages is not None:
+        try:
+            model = grow_stages(model, stages)
+        except ValueError as e:
+            raise ValueError(f"{src}: {e}") from None
     save_model(model, dst, fp16=fp16, extra_metadata={"source": Path(src).name})
     return model.config
 

@@ -131,30 +131,6 @@ def build_optimizer(cfg: Config, model: nn.Module):
     return optimizer, scheduler
 
 
-def grow_stages(model: nn.Module, stages: int) -> nn.Module:
-    """A KXNet of ``stages`` stages whose first stages are ``model``'s and whose extra stages are
-    copies of its last one: the stages are iterations of one solver, so a trained last
-    iteration is a far better start for another iteration than random weights."""
-    from ..models import KXNet, KXNetConfig
-
-    if not isinstance(model, KXNet):
-        raise ValueError(f"train.grow_stages needs KXNet weights, got a {type(model).__name__}")
-    have = model.config.stages
-    if stages < have:
-        raise ValueError(f"train.grow_stages: the weights have {have} stages, more than the recipe's {stages}")
-    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages}))
-    state = model.state_dict()
-    for key, t in grown.state_dict().items():
-        if key in ("gamma_stage", "eta_stage"):
-            t.copy_(torch.cat([state[key], state[key][-1:].expand(stages - have, -1)]))
-            continue
-        parts = key.split(".")
-        if parts[0] in ("X_stage", "K_stage"):
-            parts[1] = str(min(int(parts[1]), have - 1))
-        t.copy_(state[".".join(parts)])
-    return grown
-
-
 def _abs(p: str | None) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
@@ -320,11 +296,11 @@ class Trainer:
         return torch.bfloat16 if amp == "bf16" else torch.float16
 
     def _load_init_weights(self, model: nn.Module, path: str) -> None:
-        from ..models import load_model
+        from ..models import KXNet, grow_stages, load_model
 
         src = load_model(path)
         if self.cfg.train.grow_stages:
-            if not hasattr(model.config, "stages"):
+            if not isinstance(model, KXNet):
                 raise ValueError(f"train.grow_stages applies to KXNet, not to a {type(model).__name__}")
             src = grow_stages(src, model.config.stages)
         if type(src) is not type(model):
