@@ -76,6 +76,18 @@ def _improved(new: dict, old: dict) -> list[str]:
     return sorted(k for k in shared if new[k]["psnr"] > old[k]["psnr"])
 
 
+def _grown(recipe: dict, config) -> str | None:
+    """What the recipe does not say about weights grown after training (``kxnet convert
+    --stages``): which stages were added untrained. None when the stages are the recipe's."""
+    trained = (recipe.get("model") or {}).get("stages")
+    stages = getattr(config, "stages", None)
+    if not trained or not stages or stages <= trained:
+        return None
+    added = f"stage {stages} is a copy" if stages == trained + 1 else f"stages {trained + 1}–{stages} are copies"
+    return (f"trained with {trained} stages; {added} of stage {trained} added after training "
+            f"(kxnet convert --stages {stages}), untrained")
+
+
 def record(name: str, results: list[Path]) -> None:
     manifest_path = WEIGHTS / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -179,6 +191,9 @@ def main() -> None:
         f"{step} iterations instead of 1,000,000",
         "fp16_psnr_cost_db": args.fp16_cost_db,
     }
+    grown = _grown(recipe, cfg)
+    if grown:
+        entry["grown"] = grown
     if cells:
         entry["benchmarks"] = cells
         entry["improved_cells"] = better

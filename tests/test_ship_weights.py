@@ -39,3 +39,14 @@ def test_record_merges_cells_into_the_entry(tmp_path, monkeypatch):
     cells = json.loads((tmp_path / "manifest.json").read_text())["m"]["benchmarks"]
     assert sorted(cells) == ["Set14/setting2/x4/noise0", "Set5/setting2/x4/noise0"]
     assert cells["Set14/setting2/x4/noise0"]["psnr"] == 25.0 and cells["Set5/setting2/x4/noise0"]["psnr"] == 1.0
+
+
+def test_grown_weights_say_which_stages_were_added_untrained():
+    from kxnet.models import KXNetConfig
+
+    recipe = {"model": {"name": "kxnet", "stages": 4}}
+    assert ship._grown(recipe, KXNetConfig(scale=3, stages=4)) is None
+    note = ship._grown(recipe, KXNetConfig(scale=3, stages=6))
+    assert "trained with 4 stages" in note and "stages 5–6 are copies" in note and "--stages 6" in note
+    assert "stage 5 is a copy of stage 4" in ship._grown(recipe, KXNetConfig(scale=3, stages=5))
+    assert ship._grown({"model": {"name": "dan"}}, KXNetConfig(scale=3, stages=6)) is None
