@@ -175,6 +175,18 @@ def test_all_recipes_present():
     assert {"cpu_setting2_x2", "cpu_setting2_x3", "cpu_setting2_x4", "cpu_setting1_x4"} <= names
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_cpu_recipes_continue_the_shipped_weights_as_they_are(scale):
+    """`kxnet train configs/cpu_setting2_xS.yaml --continue` starts from the shipped file, so the
+    recipe must build the model those weights fill (shipped weights may have been grown)."""
+    from safetensors import safe_open
+
+    cfg = load_config(ROOT / "configs" / f"cpu_setting2_x{scale}.yaml")
+    with safe_open(str(ROOT / cfg.train.init_weights), "pt") as f:
+        stages = f.get_slice("gamma_stage").get_shape()[0]
+    assert (cfg.model.scale, cfg.model.stages) == (scale, stages)
+
+
 @pytest.mark.parametrize("method", ["dan", "dcls", "kenet", "usrnet_tiny"])
 def test_cpu_baseline_recipes_share_kxnets_photos_and_validation(method):
     """Equal-budget comparisons need one protocol: the same training photos, patch and batch, and the
