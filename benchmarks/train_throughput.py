@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import platform
 import sys
 import time
@@ -117,6 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per recipe instead of the table")
     args = ap.parse_args(argv)
     if args.steps < 1:
         raise SystemExit("--steps must be ≥ 1")
@@ -124,6 +126,10 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if args.device == "auto" else args.device))
+    if args.json:
+        for path in _recipes(args.recipes):
+            print(json.dumps({**bench(path, args, device), "device": _device_name(device)}), flush=True)
+        return 0
     print(f"device: {_device_name(device)}; torch {torch.__version__}; amp {args.amp}"
           f"{'; channels_last' if args.channels_last else ''}{'; compile' if args.compile else ''}; "
           f"{args.warmup} warm-up + {args.steps} timed steps")

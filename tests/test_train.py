@@ -175,13 +175,13 @@ def test_all_recipes_present():
     assert {"cpu_setting2_x2", "cpu_setting2_x3", "cpu_setting2_x4", "cpu_setting1_x4"} <= names
 
 
-@pytest.mark.parametrize("scale", [2, 3, 4])
-def test_cpu_recipes_continue_the_shipped_weights_as_they_are(scale):
-    """`kxnet train configs/cpu_setting2_xS.yaml --continue` starts from the shipped file, so the
-    recipe must build the model those weights fill (shipped weights may have been grown)."""
+@pytest.mark.parametrize("kind,scale", [("cpu", 2), ("cpu", 3), ("cpu", 4), ("gpu", 2), ("gpu", 4)])
+def test_continuation_recipes_fit_the_shipped_weights(kind, scale):
+    """`kxnet train configs/cpu_setting2_xS.yaml --continue` (and a GPU window) starts from the
+    shipped file, so the recipe must build the model those weights fill (they may have been grown)."""
     from kxnet.models import load_model
 
-    cfg = load_config(ROOT / "configs" / f"cpu_setting2_x{scale}.yaml")
+    cfg = load_config(ROOT / "configs" / f"{kind}_setting2_x{scale}.yaml")
     shipped = load_model(ROOT / cfg.train.init_weights).config
     assert cfg.model.scale == shipped.scale == scale and cfg.model.stages == shipped.stages
 
