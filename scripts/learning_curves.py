@@ -2,6 +2,7 @@
 
     python scripts/learning_curves.py runs/x4_cont --label "×4 continued" \\
         --anchor runs/x4_cont=960:2148 --out docs/study/main_runs
+    python scripts/learning_curves.py runs/w1_x4+runs/w2_x4 --clock wall --out docs/study/gpu_windows
 
 Each run's validation records are placed on a CPU-time axis: from the trainer's ``cpu_s``
 where its log has it; for the steps of an older segment that logged only wall time
@@ -39,16 +40,38 @@ def cpu_of_steps(train: list[dict], anchor: tuple[int, float] | None) -> tuple[n
     return np.array([0] + steps, dtype=float), np.array([0.0] + cpu)
 
 
-def curve(run: Path, anchor) -> list[dict]:
+def curve(run: Path, anchor, clock: str = "cpu") -> list[dict]:
+    """The run's validation records, each with ``time``: CPU-hours, or wall minutes of training
+    (``clock="wall"``: a GPU run, whose host CPU time says nothing of its cost)."""
     train, val = read_metrics(run, "train"), read_metrics(run, "val")
-    steps, cpu = cpu_of_steps(train, anchor)
-    return [dict(r, cpu_h=float(np.interp(r["step"], steps, cpu)) / 3600) for r in val
-            if r["step"] <= steps[-1]]
+    if clock == "wall":
+        steps = np.array([0] + [r["step"] for r in train], dtype=float)
+        time_s = np.array([0.0] + [r["elapsed_s"] for r in train])
+        scale = 60.0
+    else:
+        steps, time_s = cpu_of_steps(train, anchor)
+        scale = 3600.0
+    return [dict(r, time=float(np.interp(r["step"], steps, time_s)) / scale) for r in val if r["step"] <= steps[-1]]
+
+
+def joined_curve(spec: str, anchors: dict, clock: str) -> list[dict]:
+    """``A+B+…``: runs that continue one another (B started from A's final weights), on one axis."""
+    out: list[dict] = []
+    for part in spec.split("+"):
+        run = Path(part)
+        val = curve(run, anchors.get(run.resolve()), clock)
+        if out:   # B's step 0 is A's last record again
+            step0, t0 = out[-1]["step"], out[-1]["time"]
+            val = [dict(r, step=r["step"] + step0, time=r["time"] + t0) for r in val if r["step"] > 0]
+        out += val
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("runs", nargs="+", help="run folders; A+B for a run B that continued A's weights")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="x axis: CPU-hours (default) or wall minutes of training (GPU runs)")
     ap.add_argument("--label", nargs="*", default=None)
     ap.add_argument("--anchor", nargs="*", default=[], metavar="RUN=STEP:CPU_SECONDS")
     ap.add_argument("--out", default="docs/study/main_runs")
@@ -58,20 +81,22 @@ def main() -> None:
         run, _, rest = item.partition("=")
         step, _, sec = rest.partition(":")
         anchors[Path(run).resolve()] = (int(step), float(sec))
-    labels = args.label or [r.name for r in args.runs]
-    lines = ["| run | steps | CPU-h | val PSNR first → last (best) | dB per CPU-h, last third | kernel L1 last |",
+    labels = args.label or [Path(r).name for r in args.runs]
+    unit, axis = (("GPU-min", "minutes of training on the GPU (wall)") if args.clock == "wall"
+                  else ("CPU-h", "CPU-hours of this run (1 thread)"))
+    lines = [f"| run | steps | {unit} | val PSNR first → last (best) | dB per {unit}, last third | kernel L1 last |",
              "|---|---|---|---|---|---|"]
     data = {}
     for run, label in zip(args.runs, labels):
-        val = curve(run, anchors.get(run.resolve()))
+        val = joined_curve(run, anchors, args.clock)
         if not val:
             continue
         data[label] = val
         last = val[-1]
-        third = [r for r in val if r["cpu_h"] >= last["cpu_h"] * 2 / 3] or val[-2:]
-        slope = (last["psnr"] - third[0]["psnr"]) / max(1e-9, last["cpu_h"] - third[0]["cpu_h"])
+        third = [r for r in val if r["time"] >= last["time"] * 2 / 3] or val[-2:]
+        slope = (last["psnr"] - third[0]["psnr"]) / max(1e-9, last["time"] - third[0]["time"])
         kl1 = last.get("kernel_l1_sum1")
-        lines.append(f"| {label} | {val[0]['step']}–{last['step']} | {last['cpu_h']:.2f} | {val[0]['psnr']:.2f} → "
+        lines.append(f"| {label} | {val[0]['step']}–{last['step']} | {last['time']:.2f} | {val[0]['psnr']:.2f} → "
                      f"{last['psnr']:.2f} ({max(r['psnr'] for r in val):.2f}) | {slope:+.2f} | "
                      f"{'–' if kl1 is None else f'{kl1:.3f}'} |")
     out = Path(args.out)
@@ -87,13 +112,13 @@ def main() -> None:
     # PSNR and kernel error side by side; the legend goes below, where it hides no curve
     fig, (ax, axk) = plt.subplots(1, 2, figsize=(10, 4))
     for label, val in data.items():
-        line, = ax.plot([r["cpu_h"] for r in val], [r["psnr"] for r in val], marker=".", label=label)
+        line, = ax.plot([r["time"] for r in val], [r["psnr"] for r in val], marker=".", label=label)
         kern = [r for r in val if r.get("kernel_l1_sum1") is not None]
-        axk.plot([r["cpu_h"] for r in kern], [r["kernel_l1_sum1"] for r in kern], marker=".", color=line.get_color())
+        axk.plot([r["time"] for r in kern], [r["kernel_l1_sum1"] for r in kern], marker=".", color=line.get_color())
     ax.set_ylabel("validation PSNR (dB, Y)")
     axk.set_ylabel("kernel unit-sum L1 (0 exact, 2 disjoint)")
     for a in (ax, axk):
-        a.set_xlabel("CPU-hours of this run (1 thread)")
+        a.set_xlabel(axis)
         a.grid(alpha=0.3)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1, fontsize=8)
     fig.savefig(out.with_suffix(".png"), dpi=110, bbox_inches="tight")

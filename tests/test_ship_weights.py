@@ -50,3 +50,16 @@ def test_grown_weights_say_which_stages_were_added_untrained():
     assert "trained with 4 stages" in note and "stages 5–6 are copies" in note and "--stages 6" in note
     assert "stage 5 is a copy of stage 4" in ship._grown(recipe, KXNetConfig(scale=3, stages=5))
     assert ship._grown({"model": {"name": "dan"}}, KXNetConfig(scale=3, stages=6)) is None
+
+
+def test_reduced_names_only_what_falls_short_of_the_paper():
+    from kxnet.models import KXNetConfig
+
+    cpu = {"data": {"lr_patch": 24}, "train": {"batch": 8}}
+    note = ship._reduced(cpu, KXNetConfig(scale=4, stages=4), 7900)
+    assert note == ("reduced configuration: 4 stages instead of 19, LR patch 24 instead of 64, batch 8 instead of 12, "
+                    "iterations 7,900 instead of 1,000,000")
+    gpu = {"data": {"lr_patch": 64}, "train": {"batch": 12}}
+    assert ship._reduced(gpu, KXNetConfig(scale=4, stages=4), 12842) == \
+        "reduced configuration: 4 stages instead of 19, iterations 12,842 instead of 1,000,000"
+    assert ship._reduced(gpu, KXNetConfig(scale=4, stages=19), 1_000_000) is None
