@@ -115,19 +115,23 @@ def main(argv=None) -> int:
         if p.poll() is None:
             print(f"{recipe.stem}: out of time, stopping it with a checkpoint", flush=True)
             p.send_signal(signal.SIGTERM)
-    for _, _, p, log in runs:
-        p.wait()
+    for recipe, _, p, log in runs:
+        try:
+            p.wait(timeout=args.reserve / 2)
+        except subprocess.TimeoutExpired:   # stuck (e.g. in a validation): abort; its last checkpoint stands
+            print(f"{recipe.stem}: no checkpoint in {args.reserve / 2:.0f} s, aborting it", flush=True)
+            p.send_signal(signal.SIGTERM)
+            p.wait()
         log.close()
+
+    from kxnet.train import read_metrics
 
     for recipe, run_dir, p, _ in runs:
         weights = export_last(run_dir, args.out / f"{recipe.stem}_fp16.safetensors")
         metrics = run_dir / "metrics.jsonl"
         if metrics.is_file():
             shutil.copyfile(metrics, args.out / f"{recipe.stem}_metrics.jsonl")
-        vals = [json.loads(line) for line in metrics.read_text().splitlines()
-                if line.strip() and '"val"' in line] if metrics.is_file() else []
-        vals = [v for v in vals if v.get("kind") == "val"]
-        curve = ", ".join(f"{v['step']}: {v['psnr']:.3f}" for v in vals)
+        curve = ", ".join(f"{v['step']}: {v['psnr']:.3f}" for v in read_metrics(run_dir, "val"))
         print(f"{recipe.stem}: exit {p.returncode}, weights {weights}, validation PSNR by step {curve}", flush=True)
     print(f"window used {time.monotonic() - start:.0f} s of {args.minutes * 60:.0f}", flush=True)
     return 0 if all(p.returncode == 0 for _, _, p, _ in runs) else 1
