@@ -18,8 +18,10 @@ from pathlib import Path
 
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from kxnet.io import list_images  # noqa: E402  (the trainer's own notion of an image file)
+
 JPEG = {".jpg", ".jpeg"}
-IMAGES = JPEG | {".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 def center_crop(im: Image.Image, side: int) -> Image.Image:
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
     for folder in folders:
         out_dir = args.out / folder.name
         out_dir.mkdir(parents=True, exist_ok=True)
-        for src in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGES):
+        for src in list_images(folder, recursive=False):
             total += pack_one(src, out_dir, crops.get(folder.name)).stat().st_size
             count += 1
     print(f"{count} photos from {len(folders)} folders, {total / 2 ** 20:.1f} MiB in {args.out}")
