@@ -253,6 +253,17 @@ def test_convert(model_file, tmp_path, capsys):
     assert "nope.pth" in capsys.readouterr().err
 
 
+def test_convert_int8(model_file, tmp_path, capsys):
+    half, quarter = tmp_path / "half.safetensors", tmp_path / "int8.safetensors"
+    assert main(["convert", str(model_file), "-o", str(half), "--fp16"]) == 0
+    assert main(["convert", str(model_file), "-o", str(quarter), "--int8"]) == 0
+    assert "int8 weights" in capsys.readouterr().out
+    assert load_model(quarter).config == load_model(model_file).config
+    assert quarter.stat().st_size < 0.6 * half.stat().st_size
+    with pytest.raises(SystemExit):
+        main(["convert", str(model_file), "-o", str(tmp_path / "x.safetensors"), "--fp16", "--int8"])
+
+
 def test_convert_grows_stages(model_file, tmp_path, capsys):
     dst = tmp_path / "grown.safetensors"
     assert main(["convert", str(model_file), "-o", str(dst), "--stages", "3"]) == 0

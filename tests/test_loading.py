@@ -51,6 +51,57 @@ def test_fp16_round_trip(model, lr, tmp_path):
     _same_outputs(model, loaded, lr, rtol=0, atol=2e-2)
 
 
+def test_quantize_int8_error_bound_and_zero_channel():
+    w = torch.randn(5, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    w[2] = 0.0
+    w[4] *= 1e-6  # a tiny channel keeps its own resolution
+    q, scale = loading.quantize_int8(w)
+    assert q.dtype == torch.int8 and q.shape == w.shape and scale.shape == (5,)
+    back = q.double() * scale.double()[:, None, None, None]
+    step = w.abs().reshape(5, -1).amax(1)
+    for c in range(5):
+        assert (back[c] - w[c]).abs().max() <= step[c] / 254 * (1 + 1e-5) + 1e-12
+        assert q[c].abs().max() == (0 if c == 2 else 127)
+    assert torch.equal(back[2], torch.zeros_like(w[2]))
+
+
+def test_int8_round_trip(model, lr, tmp_path):
+    path = save_model(model, tmp_path / "q.safetensors", int8=True)
+    with safe_open(str(path), "pt") as f:
+        keys = set(f.keys())
+        assert f.metadata()["storage"] == "int8"
+        vectors = [k for k, v in model.state_dict().items() if v.is_floating_point() and v.dim() < 2]
+        assert vectors and all(f.get_tensor(k).dtype == torch.float16 for k in vectors)
+        convs = [k for k in keys if k + loading.INT8_SCALE in keys]
+        assert convs and all(f.get_tensor(k).dtype == torch.int8 for k in convs)
+    loaded = load_model(path)
+    assert all(v.dtype == model.state_dict()[k].dtype for k, v in loaded.state_dict().items())
+    for k in convs:
+        w = model.state_dict()[k]
+        bound = w.abs().reshape(w.shape[0], -1).amax(1) / 254
+        err = (loaded.state_dict()[k] - w).abs().reshape(w.shape[0], -1).amax(1)
+        assert torch.all(err <= bound * (1 + 1e-4) + 1e-8), k
+    _same_outputs(model, loaded, lr, rtol=0, atol=5e-2)
+
+
+def test_int8_file_with_broken_scales_is_refused(model, tmp_path):
+    path = save_model(model, tmp_path / "q.safetensors", int8=True)
+    with safe_open(str(path), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    key = next(k for k in state if k.endswith(loading.INT8_SCALE))
+    from safetensors.torch import save_file
+    bad = dict(state)
+    bad[key] = bad[key][:-1]
+    save_file(bad, str(tmp_path / "short.safetensors"), metadata=meta)
+    with pytest.raises(ModelLoadError, match="short.safetensors: .* one scale per output channel"):
+        load_model(tmp_path / "short.safetensors")
+    orphan = dict(state)
+    del orphan[key[:-len(loading.INT8_SCALE)]]
+    save_file(orphan, str(tmp_path / "orphan.safetensors"), metadata=meta)
+    with pytest.raises(ModelLoadError, match="orphan.safetensors: int8 scales without their tensor"):
+        load_model(tmp_path / "orphan.safetensors")
+
+
 def _official_layouts(state):
     yield "flat", dict(state)
     yield "module", {f"module.{k}": v for k, v in state.items()}

@@ -10,7 +10,11 @@ def add_parser(sub):
                                    "inferred from the tensor shapes) and write it as a kxnet safetensors file.")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
-    p.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    storage = p.add_mutually_exclusive_group()
+    storage.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
+    storage.add_argument("--int8", action="store_true",
+                         help="store the convolution weights as int8 with a float32 scale per output channel, "
+                              "the rest float16 (a quarter of the size; docs/benchmark says what it costs)")
     p.add_argument("--stages", type=int, metavar="T",
                    help="KXNet only: grow to T stages, the extra ones copies of the last "
                         "(stages are iterations of one solver)")
@@ -31,8 +35,8 @@ def run(args) -> int:
         raise UsageError(f"{dst}: output is the input checkpoint")
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
-    config = convert_checkpoint(src, dst, fp16=args.fp16, stages=args.stages)
+    config = convert_checkpoint(src, dst, fp16=args.fp16, int8=args.int8, stages=args.stages)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
-          f"setting {config.setting}, {arch.summary(config)}" + (", float16" if args.fp16 else ""))
+          f"setting {config.setting}, {arch.summary(config)}" + (", float16" if args.fp16 else ", int8 weights" if args.int8 else ""))
     return 0
