@@ -1,4 +1,4 @@
-"""Put trained weights into the package: fp16 safetensors + a manifest entry.
+"""Put trained weights into the package: fp16 (or ``--int8``) safetensors + a manifest entry.
 
     python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] --benchmark results.json [--hardware TEXT]
     python scripts/ship_weights.py ../shared/runs/x2_lr8e-4 kxnet_x2.setting2 --weights ../shared/runs/x2_lr8e-4/best.safetensors \
@@ -10,7 +10,8 @@ Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and 
 (the run's resolved config), iterations, hardware, training data, what is reduced compared
 with the paper, and — given ``--benchmark`` (a ``kxnet benchmark`` results.json) — the
 measured cells of this model. Also records the PSNR cost of fp16 storage if measured
-(``--fp16-cost-db``).
+(``--fp16-cost-db``). With ``--int8`` the large convolution weights are stored as int8
+(``save_model(int8=True)``); benchmark the int8 file itself, since that is what ships.
 
 Weights are replaced only when complete benchmark cells improve: of the complete-set cells
 (every image of the set) that both the new results and the shipped entry have, the mean PSNR
@@ -36,8 +37,7 @@ from kxnet.train import load_config
 from kxnet.train.checkpoint import list_checkpoints
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "src" / "kxnet" / "weights"
-PAPER_STAGES = 19
-PAPER_TRAINING = {"LR patch": 64, "batch": 12, "iterations": 1_000_000}
+CONFIGS = WEIGHTS.parents[2] / "configs"
 TRAINING_DATA = ("shared/data/train: BSDS300 train (199), Kodak24, McMaster18, T91 (90), 17 Debian wallpapers "
                  "— 348 images, ≈66 MP, ≈3% of DIV2K+Flickr2K")
 
@@ -85,9 +85,11 @@ def _reduced(recipe: dict, config, iterations: int) -> str | None:
     stages = getattr(config, "stages", None)
     if stages is None:
         return None
+    paper = load_config(CONFIGS / f"paper_setting{config.setting}_x{config.scale}.yaml")
+    paper_used = {"LR patch": paper.data.lr_patch, "batch": paper.train.batch, "iterations": paper.train.iterations}
     used = {"LR patch": recipe["data"]["lr_patch"], "batch": recipe["train"]["batch"], "iterations": iterations}
-    short = [f"{stages} stages instead of {PAPER_STAGES}"] if stages < PAPER_STAGES else []
-    short += [f"{k} {v:,} instead of {PAPER_TRAINING[k]:,}" for k, v in used.items() if v < PAPER_TRAINING[k]]
+    short = [f"{stages} stages instead of {paper.model.stages}"] if stages < paper.model.stages else []
+    short += [f"{k} {v:,} instead of {paper_used[k]:,}" for k, v in used.items() if v < paper_used[k]]
     return "reduced configuration: " + ", ".join(short) if short else None
 
 
@@ -129,6 +131,7 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=None, help="wall-clock training time")
     ap.add_argument("--training-data", default=TRAINING_DATA, help="the photos trained on, in words")
     ap.add_argument("--fp16-cost-db", type=float, default=None, help="measured PSNR change from fp16 storage")
+    ap.add_argument("--int8", action="store_true", help="store the large convolution weights as int8 (half of fp16)")
     ap.add_argument("--recipe", type=Path, default=None, help="the recipe, when RUN_DIR has no config.yaml")
     ap.add_argument("--override", nargs="*", default=[], metavar="key=value", help="overrides of --recipe")
     ap.add_argument("--prior-iterations", type=int, default=0,
@@ -183,7 +186,7 @@ def main() -> None:
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
     if not _same_tensors(target, model):  # re-shipping the same weights must not add a new blob to git
-        save_model(model, target, fp16=True, extra_metadata={"name": args.name, "iterations": step})
+        save_model(model, target, fp16=True, int8=args.int8, extra_metadata={"name": args.name, "iterations": step})
     digest = file_sha256(target)
 
     cfg = model.config
@@ -192,7 +195,8 @@ def main() -> None:
         "file": file_name,
         "sha256": digest,
         "bytes": target.stat().st_size,
-        "storage": "safetensors, float16 (loaded as float32)",
+        "storage": "safetensors, " + ("int8 convolution weights (a float32 scale per output channel), the rest "
+                                      if args.int8 else "") + "float16 (loaded as float32)",
         "config": cfg.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "iterations": step,
