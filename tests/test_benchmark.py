@@ -56,6 +56,15 @@ def test_benchmark_writes_table_plots_and_json(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text())["cells"][0]["psnr"] == cells[0]["psnr"]
 
 
+def test_kernel_labels_shorten_the_release_tags():
+    from kxnet.inference.benchmark import kernel_label
+    from kxnet.kernels.settings import benchmark_kernels
+
+    labels = [kernel_label(k.tag) for k in benchmark_kernels(1, 4)]
+    assert "sig2.4" in labels and all(len(label) <= 6 for label in labels)
+    assert kernel_label("sig0.8-1.6_theta45.0") == "sig0.8-1.6\nθ 45°"
+
+
 def test_markdown_table_gap_columns():
     from kxnet.inference.benchmark import Cell
 

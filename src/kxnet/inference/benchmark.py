@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -285,6 +286,13 @@ def plot_kernel_width(sweeps: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
+def kernel_label(tag: str) -> str:
+    """A kernel tag as a column title: the release's tags keep Python's float repr
+    (``sig2.4000000000000004``), which a title need not."""
+    short = re.sub(r"\d+\.\d+", lambda m: f"{float(m.group()):g}", tag)
+    return short.replace("_theta", "\nθ ") + "°" if "_theta" in short else short
+
+
 def plot_kernel_estimates(sample: dict, path: Path, title: str) -> None:
     """Columns: the set's benchmark kernels; top row the truth, then one row per image with the
     estimate from that image. Each kernel is shown on its own colour scale (shape, not height)."""
@@ -298,7 +306,7 @@ def plot_kernel_estimates(sample: dict, path: Path, title: str) -> None:
     rows = 1 + len(images)
     fig, axes = plt.subplots(rows, len(tags), figsize=(1.2 * len(tags), 1.25 * rows), squeeze=False)
     for j, tag in enumerate(tags):
-        axes[0, j].set_title(tag.replace("_theta", "\nθ"), fontsize=6)
+        axes[0, j].set_title(kernel_label(tag), fontsize=6)
         for i, (row_label, k) in enumerate([("true", truth[tag])] + [(Path(h).stem, est.get((h, tag))) for h in images]):
             ax = axes[i, j]
             ax.set_xticks([])
