@@ -37,6 +37,7 @@ def run(args) -> int:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
     config = convert_checkpoint(src, dst, fp16=args.fp16, int8=args.int8, stages=args.stages)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
+    storage = ", float16" if args.fp16 else ", int8 weights" if args.int8 else ""
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
-          f"setting {config.setting}, {arch.summary(config)}" + (", float16" if args.fp16 else ", int8 weights" if args.int8 else ""))
+          f"setting {config.setting}, {arch.summary(config)}{storage}")
     return 0
