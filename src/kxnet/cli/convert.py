@@ -14,7 +14,7 @@ def add_parser(sub):
     storage.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
     storage.add_argument("--int8", action="store_true",
                          help="store the convolution weights as int8 with a float32 scale per output channel, "
-                              "the rest float16 (a quarter of the size; docs/benchmark says what it costs)")
+                              "the rest float16 (half of --fp16; README, \"Weights and results\", says what it cost)")
     p.add_argument("--stages", type=int, metavar="T",
                    help="KXNet only: grow to T stages, the extra ones copies of the last "
                         "(stages are iterations of one solver)")
