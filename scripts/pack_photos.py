@@ -1,8 +1,9 @@
 """Pack training photos small enough to travel with a device call (64 MiB with the repository).
 
-    python scripts/pack_photos.py ../shared/data/train --out gpu_carry/train --skip t91 --crop wallpapers=640
+    python scripts/pack_photos.py ../shared/data/train --out gpu_carry/train --skip t91 --crop wallpapers=512
 
-The GPU windows of docs/study.md trained on exactly this. Per sub-folder of the source: JPEGs
+The GPU windows of docs/study.md trained on this with the wallpapers cropped to 640 (34.4 MiB);
+512 (32.1 MiB) keeps a margin now that the tracked tree is 27.9 MiB. Per sub-folder of the source: JPEGs
 are copied as they are (re-encoding would change them); other images are written as lossless
 WebP, checked to decode to the same pixels; ``--crop NAME=SIDE`` keeps only the central
 SIDE×SIDE (at most) of that folder's images; ``--skip NAME`` leaves a folder out. Prints the
