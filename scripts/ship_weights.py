@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -42,11 +43,15 @@ TRAINING_DATA = ("shared/data/train: BSDS300 train (199), Kodak24, McMaster18, T
                  "— 348 images, ≈66 MP, ≈3% of DIV2K+Flickr2K")
 
 
-def _same_tensors(path: Path, model) -> bool:
+def _same_tensors(path: Path, model, int8: bool = False) -> bool:
+    """Whether ``path`` already holds ``model`` as the chosen storage (fp16 or int8) keeps it:
+    compared after a round trip through ``save_model``, the one place that rounds."""
     if not path.is_file():
         return False
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = load_model(save_model(model, Path(tmp) / "w.safetensors", fp16=True, int8=int8)).state_dict()
     shipped = load_model(path).state_dict()
-    return all(torch.equal(shipped[k], v.half().float()) for k, v in model.state_dict().items())
+    return shipped.keys() == stored.keys() and all(torch.equal(shipped[k], v) for k, v in stored.items())
 
 
 def _cells(results: Path, name: str) -> dict:
@@ -185,7 +190,7 @@ def main() -> None:
     file_name = args.name.replace(".", "_") + ".safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
-    if not _same_tensors(target, model):  # re-shipping the same weights must not add a new blob to git
+    if not _same_tensors(target, model, args.int8):  # re-shipping the same weights must not add a new blob to git
         save_model(model, target, fp16=True, int8=args.int8, extra_metadata={"name": args.name, "iterations": step})
     digest = file_sha256(target)
 

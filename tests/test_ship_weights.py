@@ -63,3 +63,24 @@ def test_reduced_names_only_what_falls_short_of_the_paper():
     assert ship._reduced(gpu, KXNetConfig(scale=4, stages=4), 12842) == \
         "reduced configuration: 4 stages instead of 19, iterations 12,842 instead of 1,000,000"
     assert ship._reduced(gpu, KXNetConfig(scale=4, stages=19), 1_000_000) is None
+
+
+
+def test_same_tensors_knows_the_storage(tmp_path):
+    import torch
+    from conftest import perturbed_kxnet
+    from kxnet.models import load_model, save_model
+
+    model = perturbed_kxnet(2, 2)
+    half = save_model(model, tmp_path / "half.safetensors", fp16=True)
+    quarter = save_model(model, tmp_path / "int8.safetensors", fp16=True, int8=True)
+    # re-shipping what is shipped, in the same storage: nothing to write (the old check said int8 differed)
+    assert ship._same_tensors(half, load_model(half)) and ship._same_tensors(quarter, load_model(quarter), int8=True)
+    assert ship._same_tensors(half, model) and ship._same_tensors(quarter, model, int8=True)
+    # another storage, or other weights: write
+    assert not ship._same_tensors(half, model, int8=True) and not ship._same_tensors(quarter, model)
+    changed = load_model(half)
+    with torch.no_grad():
+        next(changed.parameters()).add_(0.5)
+    assert not ship._same_tensors(half, changed)
+    assert not ship._same_tensors(tmp_path / "none.safetensors", model)
