@@ -69,7 +69,7 @@ def export_last(run_dir: Path, out: Path) -> Path | None:
     state = latest_checkpoint(run_dir)
     if state is None:
         return None
-    return export_weights(state, out, fp16=True)
+    return export_weights(state, out, storage="fp16")
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ Replaces ``src/kxnet/weights/<NAME>.safetensors`` (never piles up versions) and 
 with the paper, and — given ``--benchmark`` (a ``kxnet benchmark`` results.json) — the
 measured cells of this model. Also records the PSNR cost of fp16 storage if measured
 (``--fp16-cost-db``). With ``--int8`` the large convolution weights are stored as int8
-(``save_model(int8=True)``); benchmark the int8 file itself, since that is what ships.
+(``save_model(storage="int8")``); benchmark the int8 file itself, since that is what ships.
 
 Weights are replaced only when complete benchmark cells improve: of the complete-set cells
 (every image of the set) that both the new results and the shipped entry have, the mean PSNR
@@ -43,13 +43,13 @@ TRAINING_DATA = ("shared/data/train: BSDS300 train (199), Kodak24, McMaster18, T
                  "— 348 images, ≈66 MP, ≈3% of DIV2K+Flickr2K")
 
 
-def _same_tensors(path: Path, model, int8: bool = False) -> bool:
-    """Whether ``path`` already holds ``model`` as the chosen storage (fp16 or int8) keeps it:
+def _same_tensors(path: Path, model, storage: str = "fp16") -> bool:
+    """Whether ``path`` already holds ``model`` as ``storage`` (fp16 or int8) keeps it:
     compared after a round trip through ``save_model``, the one place that rounds."""
     if not path.is_file():
         return False
     with tempfile.TemporaryDirectory() as tmp:
-        stored = load_model(save_model(model, Path(tmp) / "w.safetensors", fp16=True, int8=int8)).state_dict()
+        stored = load_model(save_model(model, Path(tmp) / "w.safetensors", storage=storage)).state_dict()
     shipped = load_model(path).state_dict()
     return shipped.keys() == stored.keys() and all(torch.equal(shipped[k], v) for k, v in stored.items())
 
@@ -190,8 +190,9 @@ def main() -> None:
     file_name = args.name.replace(".", "_") + ".safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
-    if not _same_tensors(target, model, args.int8):  # re-shipping the same weights must not add a new blob to git
-        save_model(model, target, fp16=True, int8=args.int8, extra_metadata={"name": args.name, "iterations": step})
+    storage = "int8" if args.int8 else "fp16"
+    if not _same_tensors(target, model, storage):  # re-shipping the same weights must not add a new blob to git
+        save_model(model, target, storage=storage, extra_metadata={"name": args.name, "iterations": step})
     digest = file_sha256(target)
 
     cfg = model.config

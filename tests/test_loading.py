@@ -43,12 +43,18 @@ def test_save_load_round_trip(model, lr, tmp_path):
 
 
 def test_fp16_round_trip(model, lr, tmp_path):
-    path = save_model(model, tmp_path / "half.safetensors", fp16=True)
+    path = save_model(model, tmp_path / "half.safetensors", storage="fp16")
     with safe_open(str(path), "pt") as f:
         assert f.get_tensor("kernel_map").dtype == torch.float16
     loaded = load_model(path)
     assert loaded.kernel_map.dtype == torch.float32
     _same_outputs(model, loaded, lr, rtol=0, atol=2e-2)
+
+
+def test_unknown_storage_is_refused(model, tmp_path):
+    with pytest.raises(ValueError, match="storage must be one of fp32, fp16, int8, got 'bf16'"):
+        save_model(model, tmp_path / "w.safetensors", storage="bf16")
+    assert not (tmp_path / "w.safetensors").exists()
 
 
 def test_quantize_int8_error_bound_and_zero_channel():
@@ -66,7 +72,7 @@ def test_quantize_int8_error_bound_and_zero_channel():
 
 
 def test_int8_round_trip(model, lr, tmp_path):
-    path = save_model(model, tmp_path / "q.safetensors", int8=True)
+    path = save_model(model, tmp_path / "q.safetensors", storage="int8")
     with safe_open(str(path), "pt") as f:
         keys = set(f.keys())
         assert f.metadata()["storage"] == "int8"
@@ -85,7 +91,7 @@ def test_int8_round_trip(model, lr, tmp_path):
 
 
 def test_int8_file_with_broken_scales_is_refused(model, tmp_path):
-    path = save_model(model, tmp_path / "q.safetensors", int8=True)
+    path = save_model(model, tmp_path / "q.safetensors", storage="int8")
     with safe_open(str(path), "pt") as f:
         meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
     key = next(k for k in state if k.endswith(loading.INT8_SCALE))

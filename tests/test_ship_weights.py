@@ -72,13 +72,13 @@ def test_same_tensors_knows_the_storage(tmp_path):
     from kxnet.models import load_model, save_model
 
     model = perturbed_kxnet(2, 2)
-    half = save_model(model, tmp_path / "half.safetensors", fp16=True)
-    quarter = save_model(model, tmp_path / "int8.safetensors", fp16=True, int8=True)
+    half = save_model(model, tmp_path / "half.safetensors", storage="fp16")
+    quarter = save_model(model, tmp_path / "int8.safetensors", storage="int8")
     # re-shipping what is shipped, in the same storage: nothing to write (the old check said int8 differed)
-    assert ship._same_tensors(half, load_model(half)) and ship._same_tensors(quarter, load_model(quarter), int8=True)
-    assert ship._same_tensors(half, model) and ship._same_tensors(quarter, model, int8=True)
+    assert ship._same_tensors(half, load_model(half)) and ship._same_tensors(quarter, load_model(quarter), "int8")
+    assert ship._same_tensors(half, model) and ship._same_tensors(quarter, model, "int8")
     # another storage, or other weights: write
-    assert not ship._same_tensors(half, model, int8=True) and not ship._same_tensors(quarter, model)
+    assert not ship._same_tensors(half, model, "int8") and not ship._same_tensors(quarter, model)
     changed = load_model(half)
     with torch.no_grad():
         next(changed.parameters()).add_(0.5)

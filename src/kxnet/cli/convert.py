@@ -35,9 +35,10 @@ def run(args) -> int:
         raise UsageError(f"{dst}: output is the input checkpoint")
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
-    config = convert_checkpoint(src, dst, fp16=args.fp16, int8=args.int8, stages=args.stages)
+    storage = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
+    config = convert_checkpoint(src, dst, storage=storage, stages=args.stages)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
-    storage = ", float16" if args.fp16 else ", int8 weights" if args.int8 else ""
+    stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[storage]
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
-          f"setting {config.setting}, {arch.summary(config)}{storage}")
+          f"setting {config.setting}, {arch.summary(config)}{stored}")
     return 0

@@ -23,7 +23,7 @@ from ..io import atomic_path, file_sha256
 from .registry import Architecture, architecture, architecture_of, architectures, create_model, detect_architecture, \
     is_model
 
-__all__ = ["ModelLoadError", "save_model", "quantize_int8", "load_model", "convert_checkpoint", "resolve_method",
+__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "convert_checkpoint", "resolve_method",
            "resolve_weights", "shipped_models", "locate_weights"]
 
 FORMAT = "kxnet"
@@ -36,6 +36,8 @@ INT8_SCALE = ".int8_scale"
 # Only convolution weights this large go to int8: they are the file, while the small tensors
 # (the initial kernel K⁰, the kernel basis, step sizes) cost ×2 0.12 dB on Set5 when quantised.
 INT8_MIN_NUMEL = 4096
+# How a weights file stores its floating tensors (the file's ``storage`` metadata says which).
+STORAGES = ("fp32", "fp16", "int8")
 
 
 class ModelLoadError(ValueError):
@@ -53,27 +55,31 @@ def _few(keys: list[str], n: int = 3) -> str:
 
 # ---------------------------------------------------------------------------------- saving
 
-def save_model(model: nn.Module, path: str | os.PathLike, fp16: bool = False, int8: bool = False,
+def save_model(model: nn.Module, path: str | os.PathLike, storage: str = "fp32",
                extra_metadata: dict | None = None) -> Path:
     """Write ``model`` as a safetensors file, atomically (a crash never leaves half a file).
 
-    ``fp16`` halves the file by storing floating tensors as float16; ``int8`` quarters it
-    (:func:`quantize_int8`: every convolution weight of at least ``INT8_MIN_NUMEL`` values as
-    int8 with a float32 scale per output channel, the rest float16). :func:`load_model`
-    restores float32 from either. ``extra_metadata`` values that are not strings are stored as JSON.
+    ``storage`` is one of :data:`STORAGES`: ``"fp16"`` halves the file by storing floating
+    tensors as float16; ``"int8"`` quarters it (:func:`quantize_int8`: every convolution weight
+    of at least ``INT8_MIN_NUMEL`` values as int8 with a float32 scale per output channel, the
+    rest float16). :func:`load_model` restores float32 from any. ``extra_metadata`` values that
+    are not strings are stored as JSON.
     """
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     arch = architecture_of(model)  # TypeError for a model no loader could rebuild
     path = Path(path)
+    int8, half = storage == "int8", storage != "fp32"
     tensors = {}
     for key, t in model.state_dict().items():
         t = t.detach().to("cpu")
         if int8 and t.is_floating_point() and t.dim() == 4 and t.numel() >= INT8_MIN_NUMEL:
             tensors[key], tensors[key + INT8_SCALE] = quantize_int8(t)
             continue
-        tensors[key] = (t.half() if (fp16 or int8) and t.is_floating_point() else t).contiguous()
+        tensors[key] = (t.half() if half and t.is_floating_point() else t).contiguous()
     metadata = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()}
     metadata.update(format=FORMAT, arch=arch.name, config=json.dumps(model.config.to_dict()),
-                    storage="int8" if int8 else "fp16" if fp16 else "fp32")
+                    storage=storage)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -268,8 +274,8 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval()
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: bool = False,
-                       stages: int | None = None, int8: bool = False):
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: str = "fp32",
+                       stages: int | None = None):
     """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config.
 
     ``stages`` grows a KXNet to that many stages, the extra ones copies of its last
@@ -282,7 +288,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, fp16: boo
             model = grow_stages(model, stages)
         except ValueError as e:
             raise ValueError(f"{src}: {e}") from None
-    save_model(model, dst, fp16=fp16, int8=int8, extra_metadata={"source": Path(src).name})
+    save_model(model, dst, storage=storage, extra_metadata={"source": Path(src).name})
     return model.config
 
 

@@ -120,7 +120,7 @@ def _tuplify(x):
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, fp16: bool = False,
+def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, storage: str = "fp32",
                    use_ema: bool = True) -> Path:
     """Write the weights of a ``.state`` checkpoint as a model file (EMA weights if present)."""
     from ..models import create_model, save_model
@@ -132,4 +132,4 @@ def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, fp16: 
     model = create_model(m.name, **m.factory_kwargs())
     model.load_state_dict(weights)
     meta = {"step": state["step"], "recipe": state["config"].get("name"), "ema": bool(use_ema and state.get("ema"))}
-    return save_model(model, out, fp16=fp16, extra_metadata=meta)
+    return save_model(model, out, storage=storage, extra_metadata=meta)

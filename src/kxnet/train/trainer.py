@@ -523,7 +523,7 @@ class Trainer:
         if finished and self.is_main:
             if self.val_set is not None and (self.last_val is None or self.last_val["step"] != self.step):
                 self.validate()
-            self.export(self.run_dir / "model.safetensors", fp16=c.export_fp16)
+            self.export(self.run_dir / "model.safetensors", storage="fp16" if c.export_fp16 else "fp32")
         summary = {
             "run_dir": str(self.run_dir), "step": self.step, "finished": finished, "rank": self.rank,
             "seconds": time.perf_counter() - start_time, "last_val": self.last_val,
@@ -732,13 +732,13 @@ class Trainer:
             self._writer.flush()
         return path
 
-    def export(self, path: str | os.PathLike, fp16: bool = False) -> Path:
+    def export(self, path: str | os.PathLike, storage: str = "fp32") -> Path:
         """The validated weights (EMA if on) as a model file :func:`kxnet.models.load_model` reads."""
         from ..models import save_model
 
         meta = {"step": self.step, "recipe": self.cfg.name, "ema": self.ema is not None,
                 "best_psnr": self.best["psnr"], "val_set": self.val_set.name if self.val_set else None}
-        return save_model(self.eval_model(), path, fp16=fp16, extra_metadata=meta)
+        return save_model(self.eval_model(), path, storage=storage, extra_metadata=meta)
 
     # ------------------------------------------------------------------------ teardown
 
