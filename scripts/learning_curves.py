@@ -22,6 +22,18 @@ import numpy as np
 from kxnet.train import read_metrics
 
 
+def slope_of_last_third(val: list[dict]) -> float | None:
+    """dB per time unit over the last third of the curve (its last two records when the third
+    holds fewer); None for a single record, where there is no slope to give."""
+    last = val[-1]
+    third = [r for r in val if r["time"] >= last["time"] * 2 / 3]
+    if len(third) < 2:
+        third = val[-2:]
+    if len(third) < 2 or last["time"] <= third[0]["time"]:
+        return None
+    return (last["psnr"] - third[0]["psnr"]) / (last["time"] - third[0]["time"])
+
+
 def cpu_of_steps(train: list[dict], anchor: tuple[int, float] | None) -> tuple[np.ndarray, np.ndarray]:
     """(steps, CPU seconds) known from the train log, the wall-only segment scaled to ``anchor``."""
     steps, cpu = [], []
@@ -93,11 +105,11 @@ def main() -> None:
             continue
         data[label] = val
         last = val[-1]
-        third = [r for r in val if r["time"] >= last["time"] * 2 / 3] or val[-2:]
-        slope = (last["psnr"] - third[0]["psnr"]) / max(1e-9, last["time"] - third[0]["time"])
+        slope = slope_of_last_third(val)
         kl1 = last.get("kernel_l1_sum1")
         lines.append(f"| {label} | {val[0]['step']}–{last['step']} | {last['time']:.2f} | {val[0]['psnr']:.2f} → "
-                     f"{last['psnr']:.2f} ({max(r['psnr'] for r in val):.2f}) | {slope:+.2f} | "
+                     f"{last['psnr']:.2f} ({max(r['psnr'] for r in val):.2f}) | "
+                     f"{'–' if slope is None else f'{slope:+.2f}'} | "
                      f"{'–' if kl1 is None else f'{kl1:.3f}'} |")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
