@@ -23,8 +23,8 @@ from ..io import atomic_path, file_sha256
 from .registry import Architecture, architecture, architecture_of, architectures, create_model, detect_architecture, \
     is_model
 
-__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "convert_checkpoint", "resolve_method",
-           "resolve_weights", "shipped_models", "locate_weights"]
+__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "convert_checkpoint",
+           "resolve_method", "resolve_weights", "shipped_models", "locate_weights"]
 
 FORMAT = "kxnet"
 _MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
