@@ -136,7 +136,8 @@ def main() -> None:
     ap.add_argument("--hours", type=float, default=None, help="wall-clock training time")
     ap.add_argument("--training-data", default=TRAINING_DATA, help="the photos trained on, in words")
     ap.add_argument("--fp16-cost-db", type=float, default=None, help="measured PSNR change from fp16 storage")
-    ap.add_argument("--int8", action="store_true", help="store the large convolution weights as int8 (half of fp16)")
+    ap.add_argument("--int8", dest="storage", action="store_const", const="int8", default="fp16",
+                    help="store the large convolution weights as int8 (half of fp16)")
     ap.add_argument("--recipe", type=Path, default=None, help="the recipe, when RUN_DIR has no config.yaml")
     ap.add_argument("--override", nargs="*", default=[], metavar="key=value", help="overrides of --recipe")
     ap.add_argument("--prior-iterations", type=int, default=0,
@@ -190,9 +191,8 @@ def main() -> None:
     file_name = args.name.replace(".", "_") + ".safetensors"
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     target = WEIGHTS / file_name
-    storage = "int8" if args.int8 else "fp16"
-    if not _same_tensors(target, model, storage):  # re-shipping the same weights must not add a new blob to git
-        save_model(model, target, storage=storage, extra_metadata={"name": args.name, "iterations": step})
+    if not _same_tensors(target, model, args.storage):  # re-shipping the same weights must not add a new blob to git
+        save_model(model, target, storage=args.storage, extra_metadata={"name": args.name, "iterations": step})
     digest = file_sha256(target)
 
     cfg = model.config
@@ -202,7 +202,7 @@ def main() -> None:
         "sha256": digest,
         "bytes": target.stat().st_size,
         "storage": "safetensors, " + ("int8 convolution weights (a float32 scale per output channel), the rest "
-                                      if args.int8 else "") + "float16 (loaded as float32)",
+                                      if args.storage == "int8" else "") + "float16 (loaded as float32)",
         "config": cfg.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "iterations": step,

@@ -65,7 +65,6 @@ def test_reduced_names_only_what_falls_short_of_the_paper():
     assert ship._reduced(gpu, KXNetConfig(scale=4, stages=19), 1_000_000) is None
 
 
-
 def test_same_tensors_knows_the_storage(tmp_path):
     import torch
     from conftest import perturbed_kxnet

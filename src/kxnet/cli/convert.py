@@ -10,9 +10,12 @@ def add_parser(sub):
                                    "inferred from the tensor shapes) and write it as a kxnet safetensors file.")
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("-o", "--output", required=True, metavar="OUT.safetensors")
+    # both flags set one ``storage`` value (save_model's argument); neither keeps float32
     storage = p.add_mutually_exclusive_group()
-    storage.add_argument("--fp16", action="store_true", help="store float16 tensors (half the size)")
-    storage.add_argument("--int8", action="store_true",
+    p.set_defaults(storage="fp32")
+    storage.add_argument("--fp16", dest="storage", action="store_const", const="fp16",
+                         help="store float16 tensors (half the size)")
+    storage.add_argument("--int8", dest="storage", action="store_const", const="int8",
                          help="store the convolution weights as int8 with a float32 scale per output channel, "
                               "the rest float16 (half of --fp16; README, \"Weights and results\", says what it cost)")
     p.add_argument("--stages", type=int, metavar="T",
@@ -35,10 +38,9 @@ def run(args) -> int:
         raise UsageError(f"{dst}: output is the input checkpoint")
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
-    storage = "fp16" if args.fp16 else "int8" if args.int8 else "fp32"
-    config = convert_checkpoint(src, dst, storage=storage, stages=args.stages)
+    config = convert_checkpoint(src, dst, storage=args.storage, stages=args.stages)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
-    stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[storage]
+    stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[args.storage]
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
           f"setting {config.setting}, {arch.summary(config)}{stored}")
     return 0
