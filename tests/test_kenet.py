@@ -248,3 +248,106 @@ def test_recipes():
     assert (tuple(t.loss.att_lambda), tuple(t.loss.att_rho)) == ((0.01, 0.1), (0.01, 0.1, 1.0))
     assert (cpu.train.batch, cpu.data.lr_patch, cpu.train.threads) == (8, 24, 1)
     assert not paper.checkpoint.keep_best and not cpu.checkpoint.keep_best    # its PSNR is bicubic's
+
+
+# ------------------------------------------------------------ KENet as KXNet's K⁰ estimator
+
+def _kxnet_with_estimator(seed=4, scale=2, stages=2):
+    torch.manual_seed(seed)
+    return create_model("kxnet", scale=scale, stages=stages, estimator=TINY_KENET).to(D).eval()
+
+
+def test_estimator_gives_each_image_its_own_initial_kernel():
+    model = _kxnet_with_estimator()
+    y = _rand(2, 3, 12, 12, seed=5)
+    with torch.no_grad():
+        out = model(y)
+        k0 = model.K_estimator.estimate(y)
+        expected, _ = model.K_stage[0](bicubic_upsample(y, 2), y, k0, model.kernel_map.unsqueeze(0).expand(2, -1, -1, -1),
+                                       model.gamma_stage[0])
+    assert not torch.allclose(k0[0], k0[1])
+    assert torch.allclose(out.stage_kernels[0], expected, atol=1e-14)
+    # the release's model keeps the fixed K⁰ and its exact state-dict keys
+    plain = create_model("kxnet", scale=2, stages=2)
+    assert plain.K_estimator is None
+    assert set(model.state_dict()) == set(plain.state_dict()) | {f"K_estimator.{k}" for k in
+                                                                 model.K_estimator.state_dict()}
+
+
+def test_estimator_learns_through_the_kxnet_loss():
+    model = _kxnet_with_estimator().train()
+    y, hr = _rand(2, 3, 10, 10, seed=6), _rand(2, 3, 20, 20, seed=7)
+    kernel = sample_training_kernels(2, 2, 2, generator=torch.Generator().manual_seed(0)).kernels.to(D)
+    loss, _ = objective_for(model).loss(model(y), {"lr": y, "hr": hr, "kernel": kernel}, LossConfig())
+    loss.backward()
+    grads = [p.grad for p in model.K_estimator.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_with_estimator_files_and_shapes(tmp_path):
+    from kxnet.models import grow_stages, with_estimator
+
+    torch.manual_seed(8)
+    trained = create_model("kxnet", scale=2, stages=2).to(D)
+    kenet = create_model("kenet", scale=2, **TINY_KENET).to(D)
+    joined = with_estimator(trained, kenet).eval()
+    assert joined.config.estimator == {"channels": [8, 8, 8, 8], "fc": 16}
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in joined.state_dict().items()
+               if not k.startswith("K_estimator."))
+    y = _rand(1, 3, 12, 12, seed=9)
+    with torch.no_grad():
+        assert torch.allclose(joined(y).stage_kernels[0], joined.K_stage[0](
+            bicubic_upsample(y, 2), y, kenet.estimate(y), joined.kernel_map[None], joined.gamma_stage[0])[0])
+        for saved in (save_model(joined, tmp_path / "j.safetensors"), tmp_path / "j.pth"):
+            if saved.suffix == ".pth":
+                torch.save(joined.state_dict(), saved)          # the estimator's widths from its shapes
+            loaded = load_model(saved).to(D)
+            assert loaded.config == joined.config
+            assert torch.equal(loaded(y).sr, joined(y).sr)
+        grown = grow_stages(joined, 3)
+        assert grown.config.estimator == joined.config.estimator
+        assert torch.equal(grown(y).stage_images[1], joined(y).stage_images[1])
+    with pytest.raises(ValueError, match="KENet ×4 setting 2 with 21×21"):
+        with_estimator(trained, create_model("kenet", scale=4, **TINY_KENET))
+    with pytest.raises(ValueError, match="needs KXNet and KENet"):
+        with_estimator(kenet, kenet)
+    with pytest.raises(ValueError, match="estimator must be None or a dict"):
+        create_model("kxnet", scale=2, stages=1, estimator={"widths": 8})
+
+
+def test_pass_kernel_hands_the_estimate_to_every_x_step():
+    from kxnet.models import with_estimator
+    from kxnet.models.kxnet import PROJECTION_EPS
+
+    torch.manual_seed(11)
+    trained = create_model("kxnet", scale=2, stages=3).to(D)
+    kenet = create_model("kenet", scale=2, **TINY_KENET).to(D)
+    y = _rand(2, 3, 12, 12, seed=12)
+    with torch.no_grad():
+        expected, k = [], kenet.estimate(y)
+        for _ in range(3):                          # each stage only re-projects: ReLU(K + ε) / Σ
+            k = (k + PROJECTION_EPS) / (k + PROJECTION_EPS).sum(dim=(-2, -1), keepdim=True)
+            expected.append(k)
+        passed = with_estimator(trained, kenet, pass_kernel=True).eval()(y)
+        kept = with_estimator(trained, kenet).eval()(y)
+        nonblind = trained.eval()(y, expected)
+    assert all(torch.allclose(k, e, atol=1e-12) for k, e in zip(passed.stage_kernels, expected))
+    assert not torch.allclose(kept.kernel, expected[-1], atol=1e-3)   # untouched K-nets move it
+    assert torch.allclose(passed.sr, nonblind.sr, atol=1e-10)  # the X-steps are as trained
+
+
+def test_convert_adds_an_estimator(tmp_path, capsys):
+    torch.manual_seed(10)
+    save_model(create_model("kxnet", scale=4, stages=1), tmp_path / "k.safetensors")
+    save_model(create_model("kenet", scale=4, **TINY_KENET), tmp_path / "e.safetensors")
+    assert main(["convert", str(tmp_path / "k.safetensors"), "-o", str(tmp_path / "j.safetensors"),
+                 "--estimator", str(tmp_path / "e.safetensors")]) == 0
+    assert "K⁰ from a KENet" in capsys.readouterr().out
+    assert load_model(tmp_path / "j.safetensors").config.estimator == {"channels": [8, 8, 8, 8], "fc": 16}
+    save_model(create_model("kenet", scale=2, **TINY_KENET), tmp_path / "e2.safetensors")
+    assert main(["convert", str(tmp_path / "k.safetensors"), "-o", str(tmp_path / "j2.safetensors"),
+                 "--estimator", str(tmp_path / "e2.safetensors")]) == 2
+    assert "k.safetensors" in capsys.readouterr().err and not (tmp_path / "j2.safetensors").exists()
+    assert main(["convert", str(tmp_path / "k.safetensors"), "-o", str(tmp_path / "j3.safetensors"),
+                 "--pass-kernel"]) == 2
+    assert "--pass-kernel needs --estimator" in capsys.readouterr().err

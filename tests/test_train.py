@@ -535,6 +535,22 @@ def test_lr_mult_gives_matching_parameters_their_own_rate(data_dirs, tmp_path):
         config_from_dict(tiny_config(data_dirs, tmp_path / "r", train={"lr_mult": {"gamma_stage": -1}}))
 
 
+def test_lr_mult_zero_freezes_the_matching_parameters(data_dirs, tmp_path):
+    cfg = config_from_dict(tiny_config(data_dirs, tmp_path / "run", train={
+        "lr": 1e-2, "lr_mult": {"X_stage*": 0}, "schedule": "constant", "iterations": 2}))
+    with Trainer(cfg, progress=False) as t:
+        before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
+        t.fit()
+        after = dict(t.model.named_parameters())
+        optimised = {id(p) for g in t.optimizer.param_groups for p in g["params"]}
+    held = [n for n in after if n.startswith("X_stage")]
+    assert held and not any(after[n].requires_grad or id(after[n]) in optimised for n in held)
+    assert all(torch.equal(after[n].detach(), before[n]) for n in held)
+    assert any(not torch.equal(p.detach(), before[n]) for n, p in after.items() if n not in held)
+    with pytest.raises(ValueError, match="freezes every parameter"):
+        run_trainer(tiny_config(data_dirs, tmp_path / "r", train={"lr_mult": {"*": 0}}), stop_at=1)
+
+
 def test_resume_refuses_another_lr_grouping_and_a_spent_budget_trains_no_more(data_dirs, tmp_path):
     cfg = tiny_config(data_dirs, tmp_path / "run", train={"lr_mult": {"gamma_stage": 10}, "iterations": 4})
     run_trainer(cfg, stop_at=2)

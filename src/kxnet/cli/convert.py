@@ -21,6 +21,13 @@ def add_parser(sub):
     p.add_argument("--stages", type=int, metavar="T",
                    help="KXNet only: grow to T stages, the extra ones copies of the last "
                         "(stages are iterations of one solver)")
+    p.add_argument("--estimator", metavar="KENET",
+                   help="KXNet only: a trained KENet's weights that give K⁰ per image from the LR photo "
+                        "(instead of the fixed Gaussian)")
+    p.add_argument("--pass-kernel", action="store_true",
+                   help="with --estimator: zero the K-steps' data step and last prox layer, so the "
+                        "estimate reaches every X-step (a start for training; K-nets trained from the "
+                        "fixed K⁰ may discard it)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return p
 
@@ -36,9 +43,12 @@ def run(args) -> int:
         raise UsageError(f"{dst}: the output must end in .safetensors")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UsageError(f"{dst}: output is the input checkpoint")
+    if args.pass_kernel and not args.estimator:
+        raise UsageError("--pass-kernel needs --estimator")
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
-    config = convert_checkpoint(src, dst, storage=args.storage, stages=args.stages)
+    config = convert_checkpoint(src, dst, storage=args.storage, stages=args.stages, estimator=args.estimator,
+                                pass_kernel=args.pass_kernel)
     arch = next(a for a in architectures() if isinstance(config, a.config_class))
     stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[args.storage]
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "

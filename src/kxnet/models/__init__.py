@@ -17,7 +17,7 @@ from .registry import (
     register_model,
 )
 from .output import SROutput
-from .kxnet import KXNet, KXNetConfig, KXNetOutput, grow_stages
+from .kxnet import KXNet, KXNetConfig, KXNetOutput, grow_stages, with_estimator
 from .bicubic import Bicubic
 from .dan import DAN, DANConfig
 from .dcls import DCLS, DCLSConfig
@@ -59,4 +59,5 @@ __all__ = [
     "resolve_method",
     "resolve_weights",
     "save_model",
+    "with_estimator",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "kernel_step_gradient",
     "image_step_gradient",
     "kxnet",
+    "with_estimator",
 ]
 
 # The adjoint the X-step back-projects the residual with, per mode; both take (E, K, s, HR size).
@@ -48,6 +49,11 @@ NORMALISER_EPS = 1e-10      # release: G / (Dᵀ1 + 1e−10)
 PROJECTION_EPS = 1e-5       # release: ReLU(K + 1e−5) / Σ
 GAMMA_DIVISOR = 10          # release: K − γ/10 · G_K
 RESIDUAL_SCALE = 0.1        # prox nets: z + 0.1·RB(z)
+
+
+# The KENet fields a KXNet's K⁰ estimator may set; scale, setting and kernel size are the KXNet's.
+_ESTIMATOR_FIELDS = ("channels", "fc")
+_ESTIMATOR = "K_estimator"
 
 
 def _bank_scales(setting: int) -> dict[int, int]:
@@ -63,12 +69,18 @@ class KXNetConfig(MethodConfig):
     setting has an auxiliary bank of that size at some scale (setting 2: 11, 15, 21), because
     the bank formulas depend on the size only. ``aux_k_channels`` other than 24 (the bank's
     length) is an extension: the channels cycle through the bank.
+
+    ``estimator`` is an extension too: ``None`` (the release) starts every image from the
+    fixed K⁰; a dict of :class:`~kxnet.models.kenet.KENetConfig` fields (``channels``, ``fc``)
+    adds a KENet that reads the LR image and gives K⁰ per image, for the scales where the
+    K-steps' data term alone does not find the kernel (×4: docs/study.md).
     """
 
     stages: int = 19
     aux_x_channels: int = 32
     aux_k_channels: int = 24
     mode: str = "official"
+    estimator: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +91,28 @@ class KXNetConfig(MethodConfig):
         self.require_positive("stages", "aux_x_channels", "aux_k_channels")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.estimator is not None:
+            full = self.estimator_config().to_dict()
+            self.estimator = {k: full[k] for k in _ESTIMATOR_FIELDS}
+
+    def to_dict(self) -> dict:
+        # the release's model (no estimator) keeps the exact config of files written before
+        # the field existed, so their metadata and manifest entries stay as they were
+        d = super().to_dict()
+        if d["estimator"] is None:
+            del d["estimator"]
+        return d
+
+    def estimator_config(self):
+        """The K⁰ estimator's :class:`~kxnet.models.kenet.KENetConfig` (its kernels are this
+        model's size), or None."""
+        from .kenet import KENetConfig   # here, so that KXNet stays the first architecture registered
+
+        if self.estimator is None:
+            return None
+        if not isinstance(self.estimator, dict) or set(self.estimator) - set(_ESTIMATOR_FIELDS):
+            raise ValueError(f"estimator must be None or a dict of channels and fc, got {self.estimator!r}")
+        return KENetConfig(scale=self.scale, setting=self.setting, kernel_size=self.kernel_size, **self.estimator)
 
     @property
     def image_channels(self) -> int:
@@ -206,6 +240,8 @@ class KXNet(nn.Module):
         # K⁰ is a function of p only; a non-persistent buffer follows .to()/.double() and
         # stays out of the state dict (the release builds it per call).
         self.register_buffer("initial_kernel", initial_kernel(c.kernel_size), persistent=False)
+        # registered last, so the release's keys keep their order in the state dict
+        self.K_estimator = None if c.estimator is None else _kenet_class()(c.estimator_config())
 
     @property
     def scale(self) -> int:
@@ -241,7 +277,7 @@ class KXNet(nn.Module):
         x = bicubic_upsample(y, c.scale)
         aux_x = F.conv2d(y, self.AV_X_ker, padding=1)
         if kernel is None:
-            k = self.initial_kernel.expand(b, -1, -1)
+            k = self.initial_kernel.expand(b, -1, -1) if self.K_estimator is None else self.K_estimator.estimate(y)
             aux_k = self.kernel_map.unsqueeze(0).expand(b, -1, -1, -1)
         elif per_stage is None:
             k = self._as_kernel_batch(kernel, y)
@@ -272,7 +308,8 @@ def grow_stages(model: KXNet, stages: int) -> KXNet:
     have = model.config.stages
     if stages < have:
         raise ValueError(f"cannot grow a {have}-stage KXNet to {stages} stages")
-    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages}))
+    like = next(model.parameters())
+    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages})).to(device=like.device, dtype=like.dtype)
     state = model.state_dict()
     for key, t in grown.state_dict().items():
         if key in ("gamma_stage", "eta_stage"):
@@ -282,7 +319,43 @@ def grow_stages(model: KXNet, stages: int) -> KXNet:
         if parts[0] in ("X_stage", "K_stage"):
             parts[1] = str(min(int(parts[1]), have - 1))
         t.copy_(state[".".join(parts)])
-    return grown.to(next(model.parameters()).device).train(model.training)
+    return grown.train(model.training)
+
+
+def _kenet_class():
+    from .kenet import KENet
+
+    return KENet
+
+
+def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False) -> KXNet:
+    """``model`` with ``estimator`` (a separately trained KENet of the same scale, setting and
+    kernel size) giving K⁰; the trained stages are kept as they are.
+
+    ``pass_kernel`` makes every K-step hand on the kernel it is given (its data step γ and its
+    prox net's last convolution zeroed, so the prox is the identity up to the projection): K-nets
+    trained from the fixed K⁰ can learn to map any K⁰ to one kernel (docs/study.md), which would
+    throw the estimate away before any X-step sees it. Training then starts from the estimate."""
+    if not isinstance(model, KXNet) or not isinstance(estimator, _kenet_class()):
+        raise ValueError(f"needs KXNet and KENet weights, got a {type(model).__name__} and a "
+                         f"{type(estimator).__name__}")
+    c, e = model.config, estimator.config
+    if (c.scale, c.setting, c.kernel_size) != (e.scale, e.setting, e.kernel_size):
+        raise ValueError(f"KXNet is ×{c.scale} setting {c.setting} with {c.kernel_size}×{c.kernel_size} kernels, "
+                         f"KENet ×{e.scale} setting {e.setting} with {e.kernel_size}×{e.kernel_size}")
+    like = next(model.parameters())
+    joined = KXNet(KXNetConfig(**{**c.to_dict(), "estimator": {k: getattr(e, k) for k in _ESTIMATOR_FIELDS}}))
+    joined = joined.to(device=like.device, dtype=like.dtype)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(_ESTIMATOR + ".")}
+    state.update({f"{_ESTIMATOR}.{k}": v for k, v in estimator.state_dict().items()})
+    joined.load_state_dict(state)
+    if pass_kernel:
+        with torch.no_grad():
+            joined.gamma_stage.zero_()
+            for stage in joined.K_stage:
+                for p in stage.K_ProNet.resk5.parameters():
+                    p.zero_()
+    return joined.train(model.training)
 
 
 @register_scale_variants
@@ -319,10 +392,18 @@ def _infer_kxnet_config(state: dict) -> KXNetConfig:
     scale = round(math.sqrt(s2)) if s2 > 0 else 0
     if scale * scale != s2:
         raise ValueError(f"X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
+    estimator = None
+    if any(k.startswith(_ESTIMATOR + ".") for k in state):
+        from .kenet import infer_kenet_config
+
+        e = infer_kenet_config(state, prefix=_ESTIMATOR + ".")
+        if e.kernel_size != p:
+            raise ValueError(f"the K⁰ estimator gives {e.kernel_size}×{e.kernel_size} kernels, the K-nets {p}×{p}")
+        estimator = {k: getattr(e, k) for k in _ESTIMATOR_FIELDS}
     try:
         setting = setting_of_kernel_size(scale, p)
         return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
-                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0])
+                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0], estimator=estimator)
     except ValueError as e:
         raise ValueError(f"unsupported KXNet shape ({e})") from e
 
@@ -332,5 +413,6 @@ register_architecture(Architecture(
     detect=_is_kxnet_state, infer_config=_infer_kxnet_config,
     # unused in forward, so freshly initialised values are exact (kernel_map0 is the initial bank)
     optional_keys=frozenset({"kernel_map0", "eta_stage"}),
-    summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels",
+    summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
+                      + (", K⁰ from a KENet" if c.estimator else ""),
 ))

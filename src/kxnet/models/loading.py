@@ -275,19 +275,24 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: str = "fp32",
-                       stages: int | None = None):
+                       stages: int | None = None, estimator: str | os.PathLike | None = None,
+                       pass_kernel: bool = False):
     """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config.
 
     ``stages`` grows a KXNet to that many stages, the extra ones copies of its last
-    (:func:`~kxnet.models.kxnet.grow_stages`)."""
-    from .kxnet import grow_stages
+    (:func:`~kxnet.models.kxnet.grow_stages`); ``estimator`` (a KENet checkpoint) gives it
+    K⁰ per image (:func:`~kxnet.models.kxnet.with_estimator`; ``pass_kernel`` makes its
+    K-steps start by handing that K⁰ on)."""
+    from .kxnet import grow_stages, with_estimator
 
     model = load_model(src)
-    if stages is not None:
-        try:
+    try:
+        if stages is not None:
             model = grow_stages(model, stages)
-        except ValueError as e:
-            raise ValueError(f"{src}: {e}") from None
+        if estimator is not None:
+            model = with_estimator(model, load_model(estimator), pass_kernel=pass_kernel)
+    except ValueError as e:
+        raise ValueError(f"{src}: {e}") from None
     save_model(model, dst, storage=storage, extra_metadata={"source": Path(src).name})
     return model.config
 

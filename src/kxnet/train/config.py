@@ -119,7 +119,7 @@ class TrainConfig:
     warmup: int = 0                 # steps of linear warm-up from lr/warmup to lr (any schedule)
     nonblind: bool = False          # give the model the true kernels (X-steps learn to use a correct kernel)
     grow_stages: bool = False       # init_weights with fewer stages: extra stages start as copies of the last
-    lr_mult: dict = field(default_factory=dict)   # {parameter-name pattern: multiplier of lr}, e.g. {gamma_stage: 100}
+    lr_mult: dict = field(default_factory=dict)   # {parameter-name pattern: multiplier of lr}, e.g. {gamma_stage: 100}; 0 freezes
     cpu_budget_h: float = 0.0       # also finish once the run has used this much CPU time (0 = no limit):
                                     # equal-budget comparisons between recipes and methods
     clip_grad_norm: float = 0.0     # 0 = no clipping
@@ -224,8 +224,8 @@ class Config:
         if not 0 <= t.decay_start < t.iterations:
             fail("train.decay_start", f"must be in [0, train.iterations), got {t.decay_start}")
         for pattern, mult in t.lr_mult.items():
-            if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult <= 0:
-                fail(f"train.lr_mult.{pattern}", f"must be a positive number, got {mult!r}")
+            if not isinstance(mult, (int, float)) or isinstance(mult, bool) or mult < 0:
+                fail(f"train.lr_mult.{pattern}", f"must be a number ≥ 0 (0 freezes), got {mult!r}")
         if t.cpu_budget_h < 0:
             fail("train.cpu_budget_h", f"must be ≥ 0 (0 = no limit), got {t.cpu_budget_h}")
         if t.grow_stages and not t.init_weights:
