@@ -52,6 +52,22 @@ def test_onnx_export_runs_in_onnxruntime_and_matches(tmp_path):
     assert (kernel - expected.kernel).abs().max().item() < 1e-5
 
 
+def test_onnx_export_keeps_the_k0_estimator(tmp_path):
+    """A KXNet whose K⁰ comes from a KENet exports with it (the fixed K⁰ would give other
+    kernels for every image)."""
+    torch.manual_seed(3)
+    model = KXNet(KXNetConfig(scale=2, setting=2, stages=1, estimator={"channels": (8, 8, 8, 8), "fc": 16})).eval()
+    report = export_onnx(model, tmp_path / "est.onnx", size=(12, 10))
+    assert report.max_abs_diff_sr < 1e-4 and report.max_abs_diff_kernel < 1e-5
+    y = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(6))
+    _, kernel = run_onnx(onnx_session(tmp_path / "est.onnx"), y)
+    with torch.no_grad():
+        assert (kernel - model(y).kernel).abs().max().item() < 1e-5
+        fixed = KXNet(KXNetConfig(scale=2, setting=2, stages=1))
+        fixed.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("K_estimator.")})
+        assert (model(y).kernel - fixed.eval()(y).kernel).abs().max().item() > 1e-4
+
+
 def test_export_rejects_wrong_input_size(tmp_path):
     with pytest.raises(ValueError, match="too small"):
         export_onnx(_model(4, stages=1), tmp_path / "m.onnx", size=(2, 2))

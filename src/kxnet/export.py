@@ -16,6 +16,7 @@ so ``onnxscript`` is not needed.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import statistics
@@ -73,6 +74,8 @@ class ExportableKXNet(nn.Module):
             self.register_buffer("kernel_map", model.kernel_map.detach().clone())
             self.register_buffer("gamma", model.gamma_stage.detach().clone())
             self.register_buffer("initial_kernel", model.initial_kernel.detach().clone())
+        # K⁰ from the LR image where the model has an estimator (a KENet: static-shape layers only)
+        self.estimator = None if model.K_estimator is None else copy.deepcopy(model.K_estimator).eval()
         self.k_prox = nn.ModuleList(_FoldedProxNet(st.K_ProNet) for st in model.K_stage)
         self.x_prox = nn.ModuleList(_FoldedProxNet(st.X_ProNet) for st in model.X_stage)
 
@@ -138,7 +141,7 @@ class ExportableKXNet(nn.Module):
         n = 3 * s * s
         x = F.interpolate(y, scale_factor=s, mode="bicubic", align_corners=False)
         aux_x = F.conv2d(y, self.av_x_ker, padding=1)
-        k = self.initial_kernel.reshape(1, p, p)
+        k = self.initial_kernel.reshape(1, p, p) if self.estimator is None else self.estimator.estimate(y)
         aux_k = self.kernel_map.unsqueeze(0)
         ones = torch.ones(1, 1, self.h, self.w)
         for t in range(self.stages):
