@@ -184,6 +184,7 @@ def test_continuation_recipes_fit_the_shipped_weights(kind, scale):
     cfg = load_config(ROOT / "configs" / f"{kind}_setting2_x{scale}.yaml")
     shipped = load_model(ROOT / cfg.train.init_weights).config
     assert cfg.model.scale == shipped.scale == scale and cfg.model.stages == shipped.stages
+    assert cfg.model.factory_kwargs().get("estimator") == shipped.estimator
 
 
 @pytest.mark.parametrize("method", ["dan", "dcls", "kenet", "usrnet_tiny"])
