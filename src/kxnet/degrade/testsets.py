@@ -23,6 +23,7 @@ from ..io import (ImageError, atomic_write_json, file_sha256, from_tensor, list_
                   to_uint8, write_image)
 from ..kernels import benchmark_kernels, kernel_size, kernel_to_image
 from . import degrade, modcrop
+from .photo import PhotoDegradation, degrade_photo, parse_degradation
 
 MANIFEST = "manifest.json"
 FORMAT = "kxnet-testset/1"
@@ -33,11 +34,13 @@ def _noise_tag(noise: float) -> str:
     return "noise0" if noise == 0 else f"noise{float(noise)}"
 
 
-def lr_name(setting: int, kernel_tag: str, noise: float, image_name: str) -> str:
-    """The release's LR file name (``sig…_{name}.png``, §1.3)."""
+def lr_name(setting: int, kernel_tag: str, noise: float, image_name: str, extra: str = "") -> str:
+    """The release's LR file name (``sig…_{name}.png``, §1.3); ``extra`` names degradations
+    beyond the paper (``…_noise5.0_jpeg75_{name}.png``)."""
+    extra = f"{extra}_" if extra else ""
     if setting == 1:
-        return f"{kernel_tag}_{image_name}.png"
-    return f"{kernel_tag}_{_noise_tag(noise)}_{image_name}.png"
+        return f"{kernel_tag}_{extra}{image_name}.png"
+    return f"{kernel_tag}_{_noise_tag(noise)}_{extra}{image_name}.png"
 
 
 def load_hr(path: str | Path, scale: int) -> torch.Tensor:
@@ -46,8 +49,12 @@ def load_hr(path: str | Path, scale: int) -> torch.Tensor:
 
 
 def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setting: int, scale: int,
-               noise: float = 0.0, seed: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
+               noise: float | str | PhotoDegradation = 0.0, seed: int = 0, overwrite: bool = False,
+               progress: bool = True) -> dict:
     """Write a benchmark set to ``out_dir`` and return its manifest.
+
+    ``noise`` is the paper's white noise σ, or a degradation beyond the paper
+    (:func:`~kxnet.degrade.photo.parse_degradation`: ``"5+jpeg75"``, ``"cam+jpeg90"``).
 
     ``hr`` is a folder (all its images) or a list of HR image files (a subset, e.g. for a
     validation set), processed in sorted order either way. The set is built in a temporary folder beside ``out_dir`` and moved into place only when
@@ -55,10 +62,12 @@ def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setti
     with ``seed + kernel index`` before each kernel, as the release re-seeds per θ.
     """
     out_dir = Path(out_dir)
+    how = parse_degradation(noise)
+    noise = how.noise
+    if setting == 1 and not how.is_paper:
+        raise ValueError("setting 1 is the paper's noise-free protocol; degradations beyond it use --setting 2")
     if setting == 1 and noise:
         raise ValueError("setting 1 is noise-free; use --setting 2 for noisy sets")
-    if noise < 0:
-        raise ValueError(f"noise level must be ≥ 0, got {noise}")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}: output folder is not empty (use --overwrite)")
     if isinstance(hr, (str, Path)):
@@ -101,8 +110,8 @@ def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setti
             gen = torch.Generator().manual_seed(seed + ki)
             kt = torch.from_numpy(k.kernel)
             for meta, hr in zip(images, hrs):
-                lr = degrade(hr, kt, scale, noise, gen)
-                name = lr_name(setting, k.tag, noise, meta["name"])
+                lr = degrade(hr, kt, scale, noise, gen) if how.is_paper else degrade_photo(hr, kt, scale, how, gen)
+                name = lr_name(setting, k.tag, noise, meta["name"], how.extra_tag)
                 write_image(tmp / "LR" / name, to_uint8(from_tensor(lr)))
                 pairs.append({"lr": f"LR/{name}", "hr": meta["hr"], "kernel": f"kernels/{k.tag}.npy",
                               "kernel_tag": k.tag})
@@ -119,6 +128,7 @@ def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setti
             "hr_folder": hr_folder.name,
             "protocol": "KXNET.md §1.3: modcrop, reflect-padded correlation, top-left decimation, "
                         "noise, clamp, 8-bit rounding",
+            **({} if how.is_paper else {"degradation": how.spec, "photo": how.to_dict()}),
             "kernels": kernel_entries,
             "images": images,
             "pairs": pairs,

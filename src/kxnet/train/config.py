@@ -16,6 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..degrade.photo import PhotoMix, parse_degradation
 from ..models.config import to_plain
 
 __all__ = [
@@ -79,6 +80,7 @@ class DataConfig:
     hflip: bool = True
     vflip: bool = True
     transpose: bool = True
+    photo: PhotoMix | None = None   # degradations beyond the paper (camera noise, JPEG): docs/photo.md
 
 
 @dataclass
@@ -143,6 +145,8 @@ class ValConfig:
     set_dir: str | None = None      # a `kxnet synth` set; default: built from hr_dir into the run folder
     every: int = 5000               # 0 = no validation
     noise: float = 0.0
+    degradation: str = ""           # instead of noise, one beyond the paper: "5+jpeg75", "cam+jpeg90" (docs/photo.md)
+    extra: list[str] = field(default_factory=list)   # more degradations scored at each validation (logged, not ranked)
     images: list[str] = field(default_factory=list)  # file names or stems to use from hr_dir ([] = all)
     max_images: int = 0             # at most this many of them, in name order (0 = no limit)
     per_stage: bool = True
@@ -204,6 +208,8 @@ class Config:
             fail("data.small_images", f"must be one of {SMALL_IMAGE_POLICIES}, got {d.small_images!r}")
         _positive(fail, "data.cache_mb", d.cache_mb, minimum=0)
         _positive(fail, "data.workers", d.workers, minimum=0)
+        for key, problem in (d.photo.check() if d.photo is not None else []):
+            fail(f"data.photo.{key}", f"must be {problem}")
         _positive(fail, "train.iterations", t.iterations)
         _positive(fail, "train.batch", t.batch)
         if not t.lr > 0:
@@ -254,6 +260,16 @@ class Config:
             fail("val.noise", f"must be ≥ 0, got {v.noise}")
         if v.noise and m.setting == 1:
             fail("val.noise", "setting 1 is noise-free; use 0")
+        if v.degradation and v.noise:
+            fail("val.degradation", "replaces val.noise (write the noise into it, e.g. 5+jpeg75); set val.noise=0")
+        specs = ([("val.degradation", v.degradation)] if v.degradation else []) + [("val.extra", e) for e in v.extra]
+        for key, spec in specs:
+            try:
+                how = parse_degradation(spec)
+            except ValueError as e:
+                fail(key, str(e))
+            if m.setting == 1 and not (how.is_paper and how.noise == 0):
+                fail(key, "setting 1 validates on its own noise-free protocol only")
         _positive(fail, "val.max_images", v.max_images, minimum=0)
         _positive(fail, "val.loss_samples", v.loss_samples, minimum=0)
         _positive(fail, "checkpoint.every", c.every, minimum=0)
@@ -394,6 +410,8 @@ def config_from_dict(data: dict | None, source: str = "config") -> Config:
 def _schema_type(path: list[str], override: str):
     cls = Config
     for i, name in enumerate(path):
+        if get_origin(cls) in (Union, types.UnionType):   # an optional section (data.photo): its dataclass
+            cls = next((a for a in get_args(cls) if is_dataclass(a)), cls)
         if cls is dict:                # model.args.loops=4: any key below a free-form mapping
             return Any
         if not is_dataclass(cls):

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..degrade import degrade
+from ..degrade.photo import PhotoMix, degrade_photo
 from ..io import list_images, read_image, to_uint8
 from ..kernels import sample_training_kernels
 
@@ -137,11 +138,13 @@ class TrainingSamples(Dataset):
     """``dataset[(step, index)]`` → ``{"lr", "hr", "kernel", "noise"}`` for one training sample.
 
     ``hr`` is 3×(s·P)×(s·P) float32 in [0, 1], ``lr`` 3×P×P on the 8-bit grid, ``kernel`` p×p
-    (sums to 1), ``noise`` the σn used (8-bit units).
+    (sums to 1), ``noise`` the σn used (8-bit units; camera noise's RMS σ). With ``photo`` (a
+    :class:`~kxnet.degrade.photo.PhotoMix`) the noise and what follows it are drawn from that
+    mixture after the kernel; without it a sample is the paper's, draw for draw.
     """
 
     def __init__(self, pool: HRImagePool, scale: int, setting: int, lr_patch: int, seed: int = 0,
-                 hflip: bool = True, vflip: bool = True, transpose: bool = True):
+                 hflip: bool = True, vflip: bool = True, transpose: bool = True, photo: PhotoMix | None = None):
         if pool.crop != lr_patch * scale:
             raise ValueError(f"pool crop {pool.crop} != lr_patch·scale = {lr_patch * scale}")
         self.pool = pool
@@ -150,6 +153,7 @@ class TrainingSamples(Dataset):
         self.lr_patch = lr_patch
         self.seed = seed
         self.flips = (hflip, vflip, transpose)
+        self.photo = photo
 
     def __len__(self) -> int:  # sampled by key, not by position
         return len(self.pool)
@@ -179,8 +183,14 @@ class TrainingSamples(Dataset):
             hr = hr.transpose(-1, -2)
         hr = hr.contiguous()
         kb = sample_training_kernels(self.setting, self.scale, 1, gen)
-        lr = degrade(hr.unsqueeze(0), kb.kernels, self.scale, kb.noise_sigma, gen)[0]
-        return {"lr": lr, "hr": hr, "kernel": kb.kernels[0], "noise": kb.noise_sigma[0]}
+        how = self.photo.sample(gen) if self.photo is not None else None
+        if how is None:
+            lr = degrade(hr.unsqueeze(0), kb.kernels, self.scale, kb.noise_sigma, gen)[0]
+            noise = kb.noise_sigma[0]
+        else:
+            lr = degrade_photo(hr.unsqueeze(0), kb.kernels, self.scale, how, gen)[0]
+            noise = torch.tensor(how.equivalent_sigma(lr), dtype=torch.float32)
+        return {"lr": lr, "hr": hr, "kernel": kb.kernels[0], "noise": noise}
 
     def batch(self, step: int, indices) -> dict[str, torch.Tensor]:
         """The samples ``indices`` of ``step``, collated (what the DataLoader yields)."""

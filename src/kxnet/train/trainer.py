@@ -271,18 +271,24 @@ class Trainer:
                        f"{len(self.pool.skipped)} skipped as too small")
         if cache:
             self.pool.preload(progress=self.progress)
-        self.dataset = TrainingSamples(self.pool, m.scale, m.setting, d.lr_patch, t.seed, d.hflip, d.vflip, d.transpose)
+        self.dataset = TrainingSamples(self.pool, m.scale, m.setting, d.lr_patch, t.seed, d.hflip, d.vflip, d.transpose,
+                                       d.photo)
         rank_slice(t.batch, self.rank, self.world_size)  # fail early on an indivisible batch
 
         self.history: list[dict] = []
         self.last_val: dict | None = None
         self.val_set = None
+        self.extra_val_sets: dict[str, Path] = {}
+        self._extra_bicubic: dict[str, float] = {}
         self._val_batch = None
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
             self._truncate_logs(self.step if state is not None else -1)
-            self.val_set = self._prepare_val_set()
+            self.val_set = self._prepare_val_set(cfg.val.degradation or cfg.val.noise, "val_set")
+            if self.val_set is not None and cfg.val.set_dir is None:
+                self.extra_val_sets = {spec: self._prepare_val_set(spec, f"val_set_{i + 1}")
+                                       for i, spec in enumerate(cfg.val.extra)}
             self._val_batch = self._prepare_val_loss_batch()
             self._open_writer()
 
@@ -593,10 +599,13 @@ class Trainer:
 
     # ----------------------------------------------------------------------- validation
 
-    def _prepare_val_set(self) -> Path | None:
+    def _prepare_val_set(self, degradation, folder: str) -> Path | None:
+        """The validation set (``val.set_dir``, or ``val.hr_dir``'s images × the 8 kernels
+        degraded by ``degradation``, built into ``run_dir/folder`` unless it is there already)."""
         v, m = self.cfg.val, self.cfg.model
         if not (v.every or v.at_start):
             return None
+        from ..degrade.photo import parse_degradation
         from ..degrade.testsets import load_manifest, synthesise
 
         if v.set_dir:
@@ -608,17 +617,18 @@ class Trainer:
         if not v.hr_dir:
             return None
         sources = self._val_sources()
-        set_dir = self.run_dir / "val_set"
-        want = {"scale": m.scale, "setting": m.setting, "noise": float(v.noise),
-                "sources": sorted(p.name for p in sources)}
+        set_dir = self.run_dir / folder
+        how = parse_degradation(degradation)
+        want = {"scale": m.scale, "setting": m.setting, "noise": how.noise,
+                "degradation": None if how.is_paper else how.spec, "sources": sorted(p.name for p in sources)}
         with contextlib.suppress(Exception):
             man = load_manifest(set_dir)
             have = {"scale": man["scale"], "setting": man["setting"], "noise": float(man["noise"]),
-                    "sources": sorted(i["source"] for i in man["images"])}
+                    "degradation": man.get("degradation"), "sources": sorted(i["source"] for i in man["images"])}
             if have == want:
                 return set_dir
-        synthesise(sources, set_dir, m.setting, m.scale, v.noise, seed=0, overwrite=True, progress=False)
-        self._info(f"validation set: {len(sources)} images × 8 kernels from {v.hr_dir} → {set_dir}")
+        synthesise(sources, set_dir, m.setting, m.scale, how, seed=0, overwrite=True, progress=False)
+        self._info(f"validation set: {len(sources)} images × 8 kernels from {v.hr_dir}, {how.spec} → {set_dir}")
         return set_dir
 
     def _val_sources(self) -> list[Path]:
@@ -651,7 +661,7 @@ class Trainer:
             self._info(f"no validation loss: {e}")
             return None
         samples = TrainingSamples(pool, m.scale, m.setting, d.lr_patch, self.cfg.train.seed + _VAL_LOSS_SEED_OFFSET,
-                                  False, False, False)
+                                  False, False, False, d.photo)
         return samples.batch(0, range(v.loss_samples))
 
     def eval_model(self) -> nn.Module:
@@ -696,6 +706,8 @@ class Trainer:
                   "stage_psnr": res["stage_psnr"], "kernel_psnr": res["kernel_psnr"], "kernel_mae": res["kernel_mae"],
                   "kernel_l1_sum1": res["kernel_l1"], "cpu_s": round(cpu_s, 1),
                   "bicubic_psnr": self.bicubic_psnr, "pairs": res["pairs"], "loss": self.validation_loss()}
+        if self.extra_val_sets:
+            record["extra"] = {spec: self._score_extra(model, spec, set_dir) for spec, set_dir in self.extra_val_sets.items()}
         improved = self.best["psnr"] is None or res["psnr"] > self.best["psnr"]
         if improved:
             self.best = {"psnr": res["psnr"], "step": step}
@@ -713,9 +725,27 @@ class Trainer:
             self._writer.flush()
         self._cpu_val += time.process_time() - cpu0
         loss = f", loss {record['loss']:.5f}" if record["loss"] is not None else ""
+        extra = "".join(f"; {spec}: {r['psnr']:.3f} (bicubic {r['bicubic_psnr']:.3f})"
+                        for spec, r in record.get("extra", {}).items())
         self._info(f"step {step}: val PSNR {res['psnr']:.3f} dB SSIM {res['ssim']:.4f} (bicubic "
-                   f"{self.bicubic_psnr:.3f} dB{loss}; best {self.best['psnr']:.3f} @ {self.best['step']})")
+                   f"{self.bicubic_psnr:.3f} dB{loss}; best {self.best['psnr']:.3f} @ {self.best['step']}){extra}")
         return record
+
+    def _score_extra(self, model: nn.Module, spec: str, set_dir: Path) -> dict:
+        """PSNR/SSIM and kernel error on one of ``val.extra``'s sets, beside bicubic's PSNR."""
+        from ..inference.evaluate import evaluate
+        from ..models import create_model
+
+        was_training = model.training
+        model.eval()
+        res = evaluate(model, set_dir, spec, self.device, progress=False,
+                       oracle=getattr(model, "needs_kernel", False)).summary()
+        model.train(was_training)
+        if spec not in self._extra_bicubic:
+            self._extra_bicubic[spec] = evaluate(create_model("bicubic", scale=self.cfg.model.scale), set_dir,
+                                                 "bicubic", self.device, progress=False).summary()["psnr"]
+        return {"psnr": res["psnr"], "ssim": res["ssim"], "kernel_l1_sum1": res["kernel_l1"],
+                "bicubic_psnr": self._extra_bicubic[spec]}
 
     # ---------------------------------------------------------------------- checkpoints
 
