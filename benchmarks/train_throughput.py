@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from kxnet.degrade import degrade
+from kxnet.kernels import sample_training_kernels
+from kxnet.train import build_model, build_optimizer, kxnet_loss, load_config
 
-from kxnet.degrade import degrade  # noqa: E402
-from kxnet.kernels import sample_training_kernels  # noqa: E402
-from kxnet.train import build_model, build_optimizer, kxnet_loss, load_config  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _recipes(names: list[str]) -> list[Path]:
@@ -102,7 +101,7 @@ def bench(path: Path, args, device: torch.device) -> dict:
     sec = sum(times) / len(times)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
-    return {"recipe": path.stem, "scale": cfg.model.scale, "setting": cfg.model.setting, "stages": cfg.model.stages,
+    return {"recipe": path.stem, "scale": cfg.model.scale, "setting": cfg.model.setting, "stages": getattr(cfg.model.method_config(), "stages", None),
             "batch": b, "lr_patch": cfg.data.lr_patch, "params_m": params / 1e6, "s_per_step": sec,
             "it_s": 1 / sec, "samples_s": b / sec, "peak_gib": mem}
 

@@ -13,7 +13,8 @@ SIGTERM at the reserve's edge should it run slow (it stops after that step with 
 ``metrics.jsonl`` and its log are copied flat into ``--out``, and a summary is printed.
 
 Everything the recipes read must be on the machine: point ``data.hr_dirs`` and ``val.hr_dir`` at
-copies with ``-o`` overrides (they apply to every recipe).
+copies with ``-o`` overrides (they apply to every recipe). The package must be installed there
+first (``pip install --no-deps -e .``, the machine's own torch kept).
 """
 
 from __future__ import annotations
@@ -29,13 +30,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
-    return env
+    # the package must be installed on the machine (`pip install --no-deps -e .` beside its torch)
+    return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 def measure_rates(recipes: list[Path], steps: int, out: Path) -> list[float]:

@@ -5,7 +5,6 @@ a few dozen pixels, plus one real subprocess call of the console script.
 """
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,7 +19,8 @@ from kxnet.cli import main
 from kxnet.io import read_image
 from kxnet.kernels import isotropic_gaussian
 from kxnet.models import create_model, load_model, save_model
-from kxnet.models import loading
+from kxnet.models import zoo
+from kxnet.models.zoo import WeightsEntry, write_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -188,13 +188,19 @@ def manifest(model_file, tmp_path, monkeypatch):
     weights.mkdir()
     shutil.copy(model_file, weights / "kxnet_x2_setting2.safetensors")
     sha = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    entries = {"kxnet_x2.setting2": {"file": "kxnet_x2_setting2.safetensors", "sha256": sha, "scale": 2,
-                                     "setting": 2, "recipe": "configs/x2.yml",
-                                     "benchmarks": {"Set5/setting2/x2/noise0": {"psnr": 31.2345, "ssim": 0.8765}}},
-               "kxnet_x4.setting2": {"file": "missing.safetensors", "scale": 4, "setting": 2}}
+    model = load_model(model_file)
+    common = dict(arch="kxnet", parameters=sum(p.numel() for p in model.parameters()), storage="fp32",
+                  iterations=10, hardware="a test", training_data="none")
+    entries = {"kxnet_x2.setting2": WeightsEntry("kxnet_x2.setting2", "kxnet_x2_setting2.safetensors", sha,
+                                                 model_file.stat().st_size, config=model.config.to_dict(),
+                                                 recipe={"model": {"name": "kxnet"}}, **common,
+                                                 benchmarks={"Set5/setting2/x2/noise0": {"psnr": 31.2345,
+                                                                                         "ssim": 0.8765}}),
+               "kxnet_x4.setting2": WeightsEntry("kxnet_x4.setting2", "missing.safetensors", "0" * 64, 1,
+                                                 config={"scale": 4, "setting": 2}, **common)}
     path = weights / "manifest.json"
-    path.write_text(json.dumps(entries))
-    monkeypatch.setattr(loading, "_MANIFEST", path)
+    write_manifest(entries, path)
+    monkeypatch.setattr(zoo, "MANIFEST", path)
     return sha
 
 
@@ -229,8 +235,8 @@ def test_printing_commands_exit_cleanly_when_the_reader_closes_the_pipe(manifest
     import sys
 
     # the child prints a line, then waits until the reader has gone before `kxnet models` writes
-    code = ("import sys; from kxnet.cli import main; from kxnet.models import loading; "
-            f"loading._MANIFEST = __import__('pathlib').Path({str(loading._MANIFEST)!r}); "
+    code = ("import sys; from kxnet.cli import main; from kxnet.models import zoo; "
+            f"zoo.MANIFEST = __import__('pathlib').Path({str(zoo.MANIFEST)!r}); "
             "print('ready', flush=True); sys.stdin.read(); sys.exit(main(['models']))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
@@ -293,19 +299,28 @@ def test_console_script(model_file, tmp_path):
     assert r.returncode == 1 and "b.png" in r.stderr and (tmp_path / "out" / "a_x2.png").is_file()
 
 
-def test_realsrset_panel_script(tmp_path, capsys):
+def test_compare_panel(tmp_path, capsys):
+    from kxnet.inference.panel import busiest_window, compare_panel
+
     torch.manual_seed(0)
-    model = save_model(create_model("kxnet", scale=4, setting=2, stages=2), tmp_path / "x4.safetensors")
+    a_model = save_model(create_model("kxnet", scale=4, setting=2, stages=2), tmp_path / "a.safetensors")
+    b_model = save_model(create_model("kxnet", scale=4, setting=2, stages=1), tmp_path / "b.safetensors")
     a, b = _img(tmp_path / "a.png", h=10, w=12), _img(tmp_path / "b.png", h=12, w=8, mode="L", seed=4)
-    spec = importlib.util.spec_from_file_location("realsrset_panel", REPO / "scripts" / "realsrset_panel.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     panel = tmp_path / "panel.png"
-    assert script.main([str(a), str(b), "--model", str(model), "--device", "cpu", "--out", str(panel),
-                        "--height", "64"]) == 0
+    done, failures = compare_panel([a, b], [("A", a_model), ("B", b_model)], panel, height=64, zoom=16,
+                                   zoom_px=32, device="cpu")
+    assert (done, failures) == (2, [])
     im = PILImage.open(panel)
-    assert im.height > 2 * 64 and "2 of 2 images done" in capsys.readouterr().out
+    # two rows of input + 2 models; each row: title, labels, the images, the zoomed crops
+    assert im.height > 2 * (64 + 32) and im.width >= 3 * 64 and "2 of 2 images done" in capsys.readouterr().out
     (tmp_path / "c.png").write_text("broken")
-    assert script.main([str(a), str(tmp_path / "c.png"), "--model", str(model), "--device", "cpu",
-                        "--out", str(tmp_path / "p2.png"), "--rows", "1"]) == 1
-    assert "c.png" in capsys.readouterr().err
+    done, failures = compare_panel([a, tmp_path / "c.png"], [("A", a_model)], tmp_path / "p2.png", rows=1,
+                                   device="cpu")
+    assert done == 1 and len(failures) == 1 and "c.png" in failures[0]
+    with pytest.raises(ValueError, match="one scale"):
+        x2 = save_model(create_model("kxnet", scale=2, setting=2, stages=1), tmp_path / "x2.safetensors")
+        compare_panel([a], [("A", a_model), ("x2", x2)], tmp_path / "p3.png", device="cpu")
+    # the zoom goes where the texture is
+    rgb = np.zeros((40, 40, 3), np.float32)
+    rgb[20:30, 5:15] = np.random.default_rng(0).random((10, 10, 3))
+    assert busiest_window(rgb, 10) == (20, 5)

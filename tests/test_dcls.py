@@ -19,11 +19,11 @@ from kxnet.inference.upscaler import Upscaler
 from kxnet.io import Image as KImage
 from kxnet.io import read_image
 from kxnet.kernels import anisotropic_gaussian
-from kxnet.models import DCLS, DCLSConfig, ModelLoadError, SROutput, create_model, load_model, save_model
+from kxnet.models import DCLS, DCLSConfig, DCLSLoss, ModelLoadError, SROutput, create_model, load_model, save_model
 from kxnet.models.dcls import FILTER_STRUCTURES, _is_dcls_state
 from kxnet.models.dcls_fourier import cls_deconvolve, lr_space_kernel, reformulated_kernel, zeroize_negligible
 from kxnet.physics import blur, blur_downsample, downsample
-from kxnet.train import LossConfig, Trainer, config_from_dict, dcls_loss, load_config
+from kxnet.train import Trainer, config_from_dict, dcls_loss, load_config
 from conftest import circular_convolution
 
 TINY = dict(nf=16, nb=1, ng=1, input_para=8, kernel_channels=4)
@@ -301,7 +301,7 @@ def test_loss_terms():
     total, parts = dcls_loss(perfect, hr, k_h, 2)
     assert total.item() == 0 and parts["image"].item() == 0 and parts["kernel"].item() == 0
     off = SROutput(hr + 0.5, None, [], [], condition=target + 0.01)
-    total, parts = dcls_loss(off, hr, k_h, 2, LossConfig(image_weight_last=2.0, kernel_weight_last=10.0))
+    total, parts = dcls_loss(off, hr, k_h, 2, DCLSLoss(image_weight_last=2.0, kernel_weight_last=10.0))
     assert parts["image"].item() == pytest.approx(0.5) and parts["kernel"].item() == pytest.approx(0.01)
     assert total.item() == pytest.approx(2 * 0.5 + 10 * 0.01)
 

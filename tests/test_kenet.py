@@ -18,11 +18,11 @@ from kxnet.degrade.testsets import synthesise
 from kxnet.inference.upscaler import Upscaler
 from kxnet.io import read_image
 from kxnet.kernels import sample_training_kernels
-from kxnet.models import (KENet, KENetConfig, KENetUSRNet, KENetUSRNetConfig, SROutput, USRNet, create_model,
+from kxnet.models import (KENet, KENetConfig, KENetLoss, KENetUSRNet, KENetUSRNetConfig, KXNetLoss, SROutput, USRNet, create_model,
                           load_model, save_model)
 from kxnet.models.kenet_usrnet import combine
 from kxnet.physics import bicubic_upsample
-from kxnet.train import LossConfig, Trainer, attention_loss, config_from_dict, load_config
+from kxnet.train import Trainer, attention_loss, config_from_dict, load_config
 from kxnet.train.loss import objective_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_attention_loss_by_hand():
     assert est.grad[0, 0, 0].abs().item() == pytest.approx(0.01 / 9)
     assert est.grad[0, 1, 1].abs().item() == pytest.approx(1.11 / 9)
     assert est.grad[0, 0, 1].abs().item() == pytest.approx(0.11 / 9)         # 0.006 is above 0.01·0.5 only
-    w = LossConfig(att_lambda=(0.0, 0.5), att_rho=(1.0, 0.0, 2.0))
+    w = KENetLoss(att_lambda=(0.0, 0.5), att_rho=(1.0, 0.0, 2.0))
     assert attention_loss(est, gt, w)[0].item() == pytest.approx((err.mean() + 2 * above(0.5)).item())
 
 
@@ -102,7 +102,7 @@ def test_kenet_objective_scores_the_estimate_against_the_true_kernel():
              "noise": torch.zeros(2)}
     objective = objective_for(model)
     out = objective.forward(model, batch)
-    total, _ = objective.loss(out, batch, LossConfig())
+    total, _ = objective.loss(out, batch, KENetLoss())
     assert total.item() == pytest.approx(attention_loss(out.kernel, batch["kernel"])[0].item())
 
 
@@ -278,7 +278,7 @@ def test_estimator_learns_through_the_kxnet_loss():
     model = _kxnet_with_estimator().train()
     y, hr = _rand(2, 3, 10, 10, seed=6), _rand(2, 3, 20, 20, seed=7)
     kernel = sample_training_kernels(2, 2, 2, generator=torch.Generator().manual_seed(0)).kernels.to(D)
-    loss, _ = objective_for(model).loss(model(y), {"lr": y, "hr": hr, "kernel": kernel}, LossConfig())
+    loss, _ = objective_for(model).loss(model(y), {"lr": y, "hr": hr, "kernel": kernel}, KXNetLoss())
     loss.backward()
     grads = [p.grad for p in model.K_estimator.parameters()]
     assert all(g is not None and g.abs().sum() > 0 for g in grads)

@@ -1,14 +1,8 @@
-"""The slope that scripts/learning_curves.py reports for a run's last third."""
-
-import importlib.util
-from pathlib import Path
+"""The slope that learning curves report for a run's last third (kxnet.train.curves)."""
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("learning_curves", ROOT / "scripts" / "learning_curves.py")
-curves = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(curves)
+from kxnet.train import curves
 
 
 def _val(*points):
@@ -29,3 +23,20 @@ def test_a_falling_run_whose_last_third_holds_one_record_gets_its_last_two():
 
 def test_a_single_record_has_no_slope():
     assert curves.slope_of_last_third(_val((0.28, 28.22))) is None
+
+
+def test_curves_read_cpu_time_and_extra_sets(tmp_path):
+    import json
+
+    rows = [{"kind": "train", "step": s, "cpu_s": 36.0 * s, "elapsed_s": 40.0 * s} for s in (0, 50, 100)]
+    rows += [{"kind": "val", "step": s, "psnr": 26.0 + s / 100, "kernel_l1_sum1": 0.5,
+              "extra": {"0": {"psnr": 28.0 + s / 50, "kernel_l1_sum1": 0.4}}} for s in (0, 100)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    main = curves.curve(tmp_path)
+    assert [r["time"] for r in main] == pytest.approx([0.0, 1.0]) and main[-1]["psnr"] == pytest.approx(27.0)
+    clean = curves.curve(tmp_path, extra="0")
+    assert clean[-1]["psnr"] == pytest.approx(30.0) and clean[-1]["kernel_l1_sum1"] == 0.4
+    joined = curves.joined_curve(f"{tmp_path}+{tmp_path}")
+    assert [r["step"] for r in joined] == [0, 100, 200] and joined[-1]["time"] == pytest.approx(2.0)
+    table = curves.curves_table({"run": joined})
+    assert "| run | 0–200 | 2.00 | 26.00 → 27.00 (27.00) | +0.00 | 0.500 |" in table

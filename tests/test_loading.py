@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from kxnet.io import file_sha256
 from kxnet.models import KXNetConfig, ModelLoadError, convert_checkpoint, create_model, load_model, save_model
 from kxnet.models import loading
 from conftest import perturbed_kxnet
@@ -187,26 +188,44 @@ def test_clear_errors(model, tmp_path):
 
 
 def test_unknown_names_and_manifest(model, tmp_path, monkeypatch):
-    monkeypatch.setattr(loading, "_MANIFEST", tmp_path / "manifest.json")
+    from kxnet.models import zoo
+
+    monkeypatch.setattr(zoo, "MANIFEST", tmp_path / "manifest.json")
     assert "unknown model name 'kxnet_x2.setting1'; known: none" in _error("kxnet_x2.setting1")
-    save_model(model, tmp_path / "w.safetensors")
-    (tmp_path / "manifest.json").write_text(json.dumps({
-        "kxnet_x2.setting1": {"file": "w.safetensors"},
-        "kxnet_x2.bad": {"file": "w.safetensors", "sha256": "0" * 64},
-    }))
+    path = save_model(model, tmp_path / "w.safetensors")
+    common = dict(file="w.safetensors", bytes=path.stat().st_size, arch="kxnet", config=model.config.to_dict(),
+                  parameters=1, storage="fp32", iterations=1, hardware="-", training_data="-")
+    zoo.write_manifest({"kxnet_x2.setting1": zoo.WeightsEntry("kxnet_x2.setting1", sha256=file_sha256(path), **common),
+                        "kxnet_x2.bad": zoo.WeightsEntry("kxnet_x2.bad", sha256="0" * 64, **common)})
     assert load_model("kxnet_x2.setting1").config == model.config
     assert "SHA-256" in _error("kxnet_x2.bad")
     assert "known: kxnet_x2.bad, kxnet_x2.setting1" in _error("kxnet_x9")
+    # the manifest is typed: a field no entry has is refused, naming the entry
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    raw["kxnet_x2.bad"]["colour"] = "blue"
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="kxnet_x2.bad.*unknown fields.*colour"):
+        zoo.read_manifest()
 
 
-def test_resolve_method(model, tmp_path):
-    from kxnet.models import Bicubic, resolve_method
+def test_resolve_is_the_one_front_door(model, tmp_path):
+    from kxnet.models import Bicubic, ResolvedModel, resolve
 
-    assert isinstance(resolve_method("bicubic", scale=3), Bicubic) and resolve_method("bicubic", 3).scale == 3
+    bic = resolve("bicubic", scale=3)
+    assert isinstance(bic, ResolvedModel) and isinstance(bic.model, Bicubic) and bic.scale == 3
+    assert bic.arch.name == "bicubic" and bic.runner is bic.model
     for untrained in ("kxnet", "kxnet_x2"):
         with pytest.raises(ModelLoadError, match="without trained weights"):
-            resolve_method(untrained, scale=2)
+            resolve(untrained, scale=2)
     save_model(model, tmp_path / "m.safetensors")
-    assert resolve_method(str(tmp_path / "m.safetensors"), scale=2).config == model.config
+    r = resolve(str(tmp_path / "m.safetensors"), scale=2)
+    assert r.config == model.config and r.name == "m" and r.sha256 == file_sha256(tmp_path / "m.safetensors")
+    assert r.runner is r.runner                  # the inference path is built once
+    assert resolve(r) is r and resolve(model).arch.name == "kxnet"
     with pytest.raises(ModelLoadError, match="×3 was asked"):
-        resolve_method(str(tmp_path / "m.safetensors"), scale=3)
+        resolve(str(tmp_path / "m.safetensors"), scale=3)
+    for bad in (tmp_path / "none.safetensors", "kxnet_x9.unknown", 42):
+        with pytest.raises(ModelLoadError):
+            resolve(bad)
+
+

@@ -1,15 +1,11 @@
-"""scripts/pack_photos.py: photos packed for a device call keep their pixels (or their bytes)."""
-
-import importlib.util
-from pathlib import Path
+"""Photos packed for a device call keep their pixels (or their bytes): kxnet.train.pack."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("pack_photos", ROOT / "scripts" / "pack_photos.py")
-pack = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pack)
+from kxnet.io import ImageError
+from kxnet.train.pack import pack_photos
 
 
 def test_pack_keeps_pixels_copies_jpegs_crops_and_skips(tmp_path):
@@ -22,9 +18,14 @@ def test_pack_keeps_pixels_copies_jpegs_crops_and_skips(tmp_path):
     Image.fromarray(png).save(src / "a" / "j.jpg", quality=90)
     Image.fromarray(png).save(src / "b" / "w.png")
     Image.fromarray(png).save(src / "c" / "skip.png")
-    assert pack.main([str(src), "--out", str(tmp_path / "out"), "--skip", "c", "--crop", "b=20"]) == 0
+    assert pack_photos(src, tmp_path / "out", skip=["c"], crops={"b": 20})[:2] == (3, 2)
     out = tmp_path / "out"
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == ["a/j.jpg", "a/p.webp", "b/w.webp"]
     assert np.array_equal(np.asarray(Image.open(out / "a" / "p.webp")), png)
     assert (out / "a" / "j.jpg").read_bytes() == (src / "a" / "j.jpg").read_bytes()
     assert np.array_equal(np.asarray(Image.open(out / "b" / "w.webp")), png[10:30, 20:40])
+
+
+def test_pack_refuses_a_folder_without_photo_folders(tmp_path):
+    with pytest.raises(ImageError, match="no photo folders"):
+        pack_photos(tmp_path, tmp_path / "out")

@@ -9,15 +9,20 @@ from kxnet.models import KXNet, KXNetConfig
 from kxnet.models.fast import (
     FusedProxNet,
     OptimizedKXNet,
-    back_project_phases,
-    blur_downsample_adjoint_phases,
     image_step_gradient_fast,
     mkldnn_fusion_available,
     optimize,
 )
 from kxnet.models.kxnet import _ProxNet, image_step_gradient
 from kxnet.models.reference import KXNetReference
-from kxnet.physics import back_project, blur_downsample, blur_downsample_adjoint, kernel_gradient
+from kxnet.physics import (
+    back_project,
+    back_project_phases,
+    blur_downsample,
+    blur_downsample_adjoint,
+    blur_downsample_adjoint_phases,
+    kernel_gradient,
+)
 from kxnet.physics.reference import (
     back_project_grouped,
     blur_downsample_adjoint_grouped,
@@ -104,7 +109,9 @@ def test_optimize_options_keep_outputs(kwargs):
 def test_optimized_model_keeps_kxnet_forward_contract():
     model = _model(2)
     opt = optimize(model)
-    assert isinstance(opt, OptimizedKXNet) and isinstance(opt, KXNet)
+    # a wrapper around a converted KXNet, not a KXNet whose class was swapped
+    assert isinstance(opt, OptimizedKXNet) and not isinstance(opt, KXNet) and type(opt.net) is KXNet
+    assert opt.config == model.config and opt.scale == model.scale
     y = _lr()
     k = torch.rand(2, 11, 11)
     k = k / k.sum(dim=(-2, -1), keepdim=True)
@@ -175,7 +182,7 @@ def test_optimize_float64_model_uses_plain_convolutions():
     with torch.no_grad():
         expected = model(y)
     opt = optimize(model)
-    assert opt.X_stage[0].X_ProNet.backend == "conv"
+    assert opt.net.X_stage[0].X_ProNet.backend == "conv"
     _assert_outputs_close(expected, opt(y), tol=1e-12)
 
 

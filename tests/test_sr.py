@@ -19,6 +19,7 @@ from kxnet.inference.upscaler import (
 )
 from kxnet.io import Image, to_tensor, write_image
 from kxnet.kernels import anisotropic_gaussian, isotropic_gaussian
+from kxnet.models import ModelLoadError
 from kxnet.physics import bicubic_upsample, blur_downsample
 from conftest import perturbed_kxnet
 
@@ -200,7 +201,7 @@ def test_super_resolve_api_keeps_layouts(model, tmp_path):
     flt = kxnet.super_resolve(rgb8.astype(np.float32) / 255, scale=2, model=model, device="cpu")
     assert flt.image.dtype == np.float32 and 0 <= flt.image.min() and flt.image.max() <= 1
 
-    with pytest.raises(ValueError, match="checkpoint is ×2 but scale 4"):
+    with pytest.raises(ModelLoadError, match="×2 model, but ×4 was asked"):
         kxnet.super_resolve(rgb8, scale=4, model=model, device="cpu")
     with pytest.raises(ValueError, match="too small"):
         kxnet.super_resolve(rgb8[:2, :2], scale=2, model=model, device="cpu")

@@ -21,11 +21,10 @@ import yaml
 from PIL import Image
 
 from kxnet.cli import main as cli_main
-from kxnet.models import KXNetOutput, load_model
+from kxnet.models import KXNetLoss, KXNetOutput, load_model
 from kxnet.train import (
     ConfigError,
     HRImagePool,
-    LossConfig,
     Trainer,
     TrainingSamples,
     build_loader,
@@ -113,7 +112,7 @@ def test_loss_weights_by_hand():
     assert parts["image"].item() == pytest.approx(3.0)
     assert parts["kernel"].item() == pytest.approx(0.03)
     # the weights are config values
-    w = LossConfig(image_weight=0.5, image_weight_last=2.0, kernel_weight=0.0, kernel_weight_last=10.0)
+    w = KXNetLoss(image_weight=0.5, image_weight_last=2.0, kernel_weight=0.0, kernel_weight_last=10.0)
     total, _ = kxnet_loss(out, hr, k_gt, w)
     assert total.item() == pytest.approx(0.5 * 1 + 0.5 * 2 + 2.0 * 3 + 10.0 * 0.03, rel=1e-6)
     # gradients reach every stage with its weight
@@ -132,8 +131,8 @@ def test_monotone_penalty_charges_only_a_stage_worse_than_its_predecessor():
     images = [torch.full_like(hr, e).requires_grad_(True) for e in (2.0, 3.0, 1.0)]
     kernels = [k_gt.clone() for _ in images]
     out = KXNetOutput(images[-1], kernels[-1], images, kernels)
-    plain, _ = kxnet_loss(out, hr, k_gt, LossConfig())
-    total, _ = kxnet_loss(out, hr, k_gt, LossConfig(monotone_weight=0.5))
+    plain, _ = kxnet_loss(out, hr, k_gt, KXNetLoss())
+    total, _ = kxnet_loss(out, hr, k_gt, KXNetLoss(monotone_weight=0.5))
     assert (total - plain).item() == pytest.approx(0.5 * 1.0)
     total.backward()
     n = hr.numel()
@@ -146,8 +145,8 @@ def test_monotone_penalty_charges_only_a_stage_worse_than_its_predecessor():
     stage2 = torch.cat([torch.full((1, 3, 4, 4), 1.0), torch.full((1, 3, 4, 4), 2.0)])
     k_gt = torch.zeros(2, 5, 5)
     out = KXNetOutput(stage2, k_gt, [stage1, stage2], [k_gt, k_gt])
-    plain, _ = kxnet_loss(out, hr, k_gt, LossConfig())
-    total, _ = kxnet_loss(out, hr, k_gt, LossConfig(monotone_weight=0.5))
+    plain, _ = kxnet_loss(out, hr, k_gt, KXNetLoss())
+    total, _ = kxnet_loss(out, hr, k_gt, KXNetLoss(monotone_weight=0.5))
     assert (total - plain).item() == pytest.approx(0.25)
 
 # -------------------------------------------------------------------------- 4. config
@@ -158,7 +157,7 @@ def test_shipped_recipes_load(path):
     assert cfg.name == Path(path).stem
     if cfg.name.startswith("paper_"):
         t = cfg.train
-        assert (cfg.model.stages, t.batch, cfg.data.lr_patch, t.lr, t.iterations, t.gamma) == \
+        assert (cfg.model.method_config().stages, t.batch, cfg.data.lr_patch, t.lr, t.iterations, t.gamma) == \
             (19, 12, 64, 2e-4, 1_000_000, 0.5)
         assert t.milestones == [200_000, 400_000, 600_000, 800_000, 1_000_000]
         assert tuple(t.betas) == (0.9, 0.999)
@@ -183,7 +182,7 @@ def test_continuation_recipes_fit_the_shipped_weights(kind, scale):
 
     cfg = load_config(ROOT / "configs" / f"{kind}_setting2_x{scale}.yaml")
     shipped = load_model(ROOT / cfg.train.init_weights).config
-    assert cfg.model.scale == shipped.scale == scale and cfg.model.stages == shipped.stages
+    assert cfg.model.scale == shipped.scale == scale and cfg.model.method_config().stages == shipped.stages
     assert cfg.model.factory_kwargs().get("estimator") == shipped.estimator
 
 
@@ -443,7 +442,7 @@ def test_torchrun_two_processes_match_one(data_dirs, tmp_path):
 
 def test_lr_schedules_are_functions_of_recipe_and_step():
     from kxnet.train.config import TrainConfig
-    from kxnet.train.trainer import lr_factor
+    from kxnet.train import lr_factor
 
     multi = TrainConfig(lr=1e-3, milestones=[3, 5], gamma=0.5)
     assert [lr_factor(multi, s) for s in range(6)] == [1, 1, 1, 0.5, 0.5, 0.25]
@@ -463,7 +462,7 @@ def test_resume_follows_an_edited_schedule(data_dirs, tmp_path):
     run_trainer(cfg, stop_at=2)
     longer = tiny_config(data_dirs, tmp_path / "run", train={"schedule": "cosine", "iterations": 12, "lr": 1e-3})
     t, _ = run_trainer(longer, resume=tmp_path / "run", stop_at=3)
-    from kxnet.train.trainer import lr_factor
+    from kxnet.train import lr_factor
 
     # the lr after step 3 is that of the edited recipe at step 3, not the old one's
     assert t.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * lr_factor(t.cfg.train, 3))

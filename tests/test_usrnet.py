@@ -17,11 +17,11 @@ from PIL import Image as PILImage
 from kxnet.cli import main
 from kxnet.degrade.testsets import synthesise
 from kxnet.kernels import anisotropic_gaussian
-from kxnet.models import SROutput, USRNet, USRNetConfig, create_model, load_model, save_model
+from kxnet.models import SROutput, USRNet, USRNetConfig, USRNetLoss, create_model, load_model, save_model
 from kxnet.models.usrnet import _infer_usrnet_config, estimate_noise_level
 from kxnet.physics import (blur_downsample, circular_blur_downsample, psf2otf, psf_of_kernel, sfold_solve,
                            sfold_system, zero_upsample)
-from kxnet.train import LossConfig, Trainer, build_model, config_from_dict, load_config, usrnet_loss
+from kxnet.train import Trainer, build_model, config_from_dict, load_config, usrnet_loss
 from kxnet.train.loss import objective_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def test_objective_feeds_the_true_kernel_and_sigma_in_unit_range():
     objective = objective_for(model)
     out = objective.forward(model, batch)
     assert torch.equal(seen["kernel"], batch["kernel"]) and seen["sigma"].item() == pytest.approx(0.05)
-    total, parts = objective.loss(out, batch, LossConfig(image_weight_last=2.0))
+    total, parts = objective.loss(out, batch, USRNetLoss(image_weight_last=2.0))
     assert total.item() == pytest.approx(0.5) and parts["image"].item() == pytest.approx(0.25)
     assert usrnet_loss(out, batch["hr"])[0].item() == pytest.approx(0.25)
 
@@ -298,10 +298,10 @@ def test_recipes():
     assert (t.lr, tuple(t.betas), t.milestones, t.gamma) == (1e-4, (0.9, 0.999), [100_000, 200_000, 300_000,
                                                                                    400_000], 0.5)
     assert (t.batch, release.data.lr_patch) == (48, 24)                      # KAIR: batch 48, HR patch 96
-    assert release.model.args == {"n_iter": 8, "nc": [64, 128, 256, 512], "nb": 2, "h_nc": 64}
+    assert release.model.args == {"scale": 4, "setting": 2, "n_iter": 8, "nc": [64, 128, 256, 512], "nb": 2, "h_nc": 64}
     assert (cpu.model.name, cpu.train.batch, cpu.data.lr_patch, cpu.train.threads) == ("usrnet_tiny", 8, 24, 1)
     for cfg in (release, cpu):
-        assert (cfg.model.stages, cfg.model.mode) == (None, None)
+        assert not {"stages", "mode"} & set(cfg.model.args)   # KXNet's arguments: a USRNet has none
         build_model(cfg)
 
 

@@ -4,9 +4,10 @@
 >>> result = kxnet.super_resolve("photo.png", scale=4)        # doctest: +SKIP
 >>> result.image.shape, result.kernel.shape, result.info["kernel"]["sigma_x"]  # doctest: +SKIP
 
-Everything about layouts, tiles and kernels is :class:`~kxnet.inference.upscaler.Upscaler`'s;
-this module turns paths, NumPy arrays and PIL images into :class:`~kxnet.io.Image` and back,
-and names models.
+Models are named through :func:`kxnet.models.resolve`; everything about layouts, tiles and
+kernels is :class:`~kxnet.inference.upscaler.Upscaler`'s and :mod:`kxnet.inference.job`'s (the
+code ``kxnet sr`` and the demo run too). This module turns paths, NumPy arrays and PIL images
+into :class:`~kxnet.io.Image` and back.
 """
 
 from __future__ import annotations
@@ -16,52 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SRResult", "ScaleMismatchError", "MIN_INPUT_SIDE", "default_model_name", "open_model",
-           "super_resolve"]
+__all__ = ["SRResult", "super_resolve"]
 
-MIN_INPUT_SIDE = 4          # LR images smaller than 4×4 are refused: there is nothing to restore
-_cache: dict = {}
-
-
-def default_model_name(scale: int) -> str:
-    """The shipped weights used when no model is named: setting 2 at the scale."""
-    return f"kxnet_x{scale}.setting2"
-
-
-class ScaleMismatchError(ValueError):
-    """The checkpoint's scale is not the one asked for."""
-
-    def __init__(self, file: str, model_scale: int, asked: int):
-        self.file, self.model_scale, self.asked = file, model_scale, asked
-        super().__init__(f"{file}: checkpoint is ×{model_scale} but scale {asked} was asked")
-
-
-def open_model(model=None, scale: int | None = None, device="cpu"):
-    """A model and a description of where it came from: ``(model, meta)``.
-
-    ``model`` is a shipped weights name (see ``kxnet models``), a checkpoint path, a model
-    instance, or ``None`` for :func:`default_model_name` at ``scale`` (×4 if not given). A
-    ``scale`` that differs from the checkpoint's raises :class:`ScaleMismatchError`.
-    ``meta`` holds the name, file, SHA-256 and config, for reports and sidecars.
-    """
-    from .io import file_sha256
-    import torch.nn as nn
-
-    from .models import load_model
-    from .models.loading import locate_weights, shipped_models
-
-    if isinstance(model, nn.Module):
-        net, meta = model, {"name": None, "file": None, "sha256": None}
-    else:
-        spec = default_model_name(scale or 4) if model is None else model
-        path, name = locate_weights(spec)   # unknown names, missing files, SHA-256 mismatches fail here
-        sha = shipped_models()[name].get("sha256") if name else None
-        net = load_model(path, device=device)   # broken files fail here
-        meta = {"name": name or path.stem, "file": str(path), "sha256": sha or file_sha256(path)}
-    if scale is not None and net.config.scale != scale:
-        raise ScaleMismatchError(meta["file"] or "model", net.config.scale, scale)
-    meta.update(net.config.to_dict())
-    return net, meta
+_cache: dict = {}       # the last resolved model, so repeated calls neither reload nor re-optimise it
 
 
 # --------------------------------------------------------------------------- conversions
@@ -159,26 +117,27 @@ class SRResult:
 
 def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None, tile: int | None = None,
                   kernel=None) -> SRResult:
-    """Super-resolve one image with KXNet, estimating its blur kernel (or using ``kernel``).
+    """Super-resolve one image, estimating its blur kernel (or using ``kernel``).
 
     ``image_or_path``: a file path, a NumPy array (H×W grey or H×W×3/4, uint8/uint16/float in
-    [0, 1]) or a PIL image. ``model``: a shipped name, a checkpoint path or a model instance (default:
-    the setting-2 weights for ``scale``); ``scale=None`` takes the model's. ``device``:
-    ``"cpu"``, ``"cuda"`` or ``None``/``"auto"``. ``tile``: tile side in LR pixels (``None``
-    default, ``0`` never tile). ``kernel``: a p×p array (or a ``.npy``/image file) for
-    non-blind super-resolution. Loaded models are cached between calls.
+    [0, 1]) or a PIL image. ``model``: anything :func:`kxnet.models.resolve` takes — a shipped
+    name, a checkpoint path, a module — or None for the default at ``scale`` (the photo model
+    where one ships); ``scale=None`` takes the model's. ``device``: ``"cpu"``, ``"cuda"`` or
+    ``None``/``"auto"``. ``tile``: tile side in LR pixels (``None`` default, ``0`` never tile).
+    ``kernel``: a p×p array (or a ``.npy``/image file) for non-blind super-resolution. The
+    model is resolved once and kept between calls with the same arguments.
     """
-    from .inference.upscaler import Upscaler, load_kernel, resolve_device
+    from .inference.job import run_job
+    from .inference.upscaler import MIN_INPUT_SIDE, Upscaler, load_kernel, resolve_device
     from .io import read_image
+    from .models import resolve
 
     dev = resolve_device(device)
     key = (model if isinstance(model, (str, os.PathLike)) or model is None else id(model), scale, str(dev))
-    if key in _cache:
-        net, meta = _cache[key]
-    else:
-        net, meta = open_model(model, scale, device=dev)
+    if key not in _cache:
         _cache.clear()
-        _cache[key] = (net, meta)
+        _cache[key] = resolve(model, scale, device=dev)
+    resolved = _cache[key]
 
     dtype = np.uint8
     if isinstance(image_or_path, (str, os.PathLike)):
@@ -196,14 +155,15 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
             raise TypeError(f"expected a path, a NumPy array or a PIL image, got {type(image_or_path).__name__}")
         img = _from_pil(image_or_path)
         dtype = np.uint16 if img.bit_depth == 16 else np.uint8
+
     if min(img.height, img.width) < MIN_INPUT_SIDE:
         raise ValueError(f"image too small ({img.width}×{img.height}; at least "
                          f"{MIN_INPUT_SIDE}×{MIN_INPUT_SIDE} needed)")
-
-    if isinstance(kernel, (str, os.PathLike)):
-        kernel = load_kernel(kernel, net.config.kernel_size)
-    up = Upscaler(net, dev, tile=tile)
-    out, k, info, _ = up.run(img, kernel=kernel)
-    info["model"] = {key_: meta[key_] for key_ in ("name", "file", "sha256", "scale", "setting", "stages",
-                                                   "kernel_size", "mode") if key_ in meta}
-    return SRResult(image=_to_array(out, dtype), kernel=k, info=info)
+    source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
+    if source is not None:
+        kernel = load_kernel(kernel, resolved.config.kernel_size)
+    job = run_job(Upscaler(resolved, dev, tile=tile), img, kernel=kernel, kernel_source=source)
+    info = dict(job.info)
+    info["model"] = {k: job.model[k] for k in ("name", "file", "sha256", "arch", "scale", "setting", "stages",
+                                               "kernel_size", "mode") if k in job.model}
+    return SRResult(image=_to_array(job.result, dtype), kernel=job.kernel, info=info)

@@ -58,7 +58,15 @@ def _stdout_closed() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills a `nargs="*"` positional once, before any option: key=value overrides
+    # after an option (`kxnet train CONFIG --resume RUN k=v`) arrive here as extras
+    if extra and getattr(args, "takes_trailing_overrides", False) and all("=" in e and not e.startswith("-")
+                                                                          for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args._run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit

@@ -19,8 +19,13 @@ def add_parser(sub):
     p.add_argument("--sets", nargs="+", default=None, help="only these sets (default Set5 Set14 B100)")
     p.add_argument("--max-images", nargs="*", default=[], metavar="SET=N",
                    help="evaluate only the first N images of a set, e.g. B100=20 (reported as such)")
-    p.add_argument("--noise", nargs="+", type=float, default=None,
-                   help="these noise levels on every set (setting 2; default: 0 5 15 on Set5/Set14, 0 on B100)")
+    p.add_argument("--noise", nargs="+", default=None, metavar="SIGMA|DEGRADATION",
+                   help="these noise levels on every set (setting 2; default: 0 5 15 on Set5/Set14, 0 on B100), "
+                        "or degradations beyond the paper: 5+jpeg75 (σn 5 then JPEG 75), cam+jpeg80 (camera "
+                        "noise then JPEG 80); docs/photo.md")
+    p.add_argument("--photo", action="store_true",
+                   help="the cells beyond the paper instead: Set5 and Set14 at 5+jpeg75, 5+jpeg90 and cam+jpeg80 "
+                        "(setting-2 models; --sets and --noise narrow them)")
     p.add_argument("--oracle", action="store_true",
                    help="also run each model non-blind with the true kernels (the oracle column)")
     p.add_argument("--work", default="runs/benchmark_sets", help="cache of regenerated sets and finished cells")
@@ -30,23 +35,40 @@ def add_parser(sub):
     return p
 
 
-def _cells(sets: list[str] | None, noise: list[float] | None) -> dict:
-    from ..inference.benchmark import DEFAULT_CELLS
+def _cells(sets: list[str] | None, noise: list[str] | None, photo: bool = False) -> dict:
+    from ..degrade.photo import parse_degradation
+    from ..inference.benchmark import DEFAULT_CELLS, PHOTO_CELLS
 
+    levels = None
+    if noise:
+        try:
+            levels = tuple(parse_degradation(float(n) if _is_number(n) else n).spec for n in noise)
+        except ValueError as e:
+            raise ValueError(f"--noise: {e}") from None
     plan = {}
     for setting, default in DEFAULT_CELLS.items():
-        names = sets or list(default)
-        levels = (0.0,) if setting == 1 else None
-        plan[setting] = {n: levels or tuple(noise or default.get(n, (0.0,))) for n in names}
+        default = PHOTO_CELLS if photo else default
+        if setting == 1:
+            plan[1] = {} if photo else {n: ("0",) for n in (sets or list(default))}
+            continue
+        plan[setting] = {n: levels or tuple(default.get(n, ("0",))) for n in (sets or list(default))}
     return plan
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run(args) -> int:
     from ..inference.benchmark import run_benchmark
-    from ..models import load_model
-    from ..models.loading import shipped_models
+    from ..models import resolve
+    from ..models.zoo import read_manifest
 
-    names = args.models or list(shipped_models())
+    names = args.models or sorted(read_manifest())
     if not names:
         raise ValueError("no shipped models are installed; pass --models PATH")
     limits = {}
@@ -55,9 +77,10 @@ def run(args) -> int:
         if not n.isdigit():
             raise ValueError(f"--max-images takes SET=N, got {item!r}")
         limits[set_name] = int(n)
-    models = [(n, load_model(n, device=args.device)) for n in names]
-    report = run_benchmark(models, Path(args.data), Path(args.out), Path(args.work), _cells(args.sets, args.noise),
-                           limits, args.device, args.oracle, sweep_set=None if args.no_sweep else "Set5")
+    models = [(n, resolve(n, device=args.device, photos=False)) for n in names]
+    report = run_benchmark(models, Path(args.data), Path(args.out), Path(args.work),
+                           _cells(args.sets, args.noise, args.photo), limits, args.device, args.oracle,
+                           sweep_set=None if args.no_sweep else "Set5")
     print((Path(args.out) / "results.md").read_text())
     print(f"wrote {args.out}/results.md, results.json, stage_psnr.png, kernels_*.png"
           + ("" if args.no_sweep else ", kernel_width.png") + f" in {report['seconds']:.0f} s")

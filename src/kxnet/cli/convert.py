@@ -35,7 +35,7 @@ def add_parser(sub):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..models import architectures, convert_checkpoint
+    from ..models import architecture, convert_checkpoint
     from . import UsageError
 
     src, dst = Path(args.checkpoint), Path(args.output)
@@ -49,8 +49,16 @@ def run(args) -> int:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
     config = convert_checkpoint(src, dst, storage=args.storage, stages=args.stages, estimator=args.estimator,
                                 pass_kernel=args.pass_kernel)
-    arch = next(a for a in architectures() if isinstance(config, a.config_class))
+    arch = architecture(_arch_name(dst))
     stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[args.storage]
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
           f"setting {config.setting}, {arch.summary(config)}{stored}")
     return 0
+
+
+def _arch_name(path) -> str:
+    """The architecture a file we just wrote records."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {})["arch"]

@@ -25,14 +25,13 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..degrade.testsets import load_manifest
-    from ..inference.benchmark import inference_runner
     from ..inference.evaluate import evaluate, write_reports
-    from ..models import resolve_method
+    from ..models import resolve
 
     manifest = load_manifest(args.data)
-    model = inference_runner(resolve_method(args.method, scale=manifest["scale"], device=args.device))
-    result = evaluate(model, args.data, args.method, args.device, args.per_stage, args.limit,
-                      progress=not args.quiet, oracle=args.oracle)
+    model = resolve(args.method, scale=manifest["scale"], device=args.device, photos=False)
+    result = evaluate(model.runner, args.data, args.method, args.device, args.per_stage, args.limit,
+                      progress=not args.quiet, oracle=args.oracle, arch=model.arch)
     if args.per_image:
         for p in result.pairs:
             extra = f"  kernel PSNR {p.kernel_psnr:.2f}" if p.kernel_psnr is not None else ""

@@ -25,7 +25,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..export import DEFAULT_OPSET, export_onnx
-    from ..models import load_model
+    from ..models import resolve
     from . import UsageError
 
     h, w = args.size
@@ -42,7 +42,7 @@ def run(args) -> int:
             import onnxruntime  # noqa: F401
         except ImportError as exc:  # pragma: no cover
             raise UsageError("checking the export needs onnxruntime (or pass --no-check)") from exc
-    model = load_model(args.model)
+    model = resolve(args.model, photos=False).model
     report = export_onnx(model, Path(args.onnx), size=(h, w), opset=args.opset or DEFAULT_OPSET,
                          check=args.check, time_repeats=args.time)
     print(report.summary())

@@ -1,6 +1,7 @@
 """``kxnet sr``: super-resolve photos (blind, or with a given kernel).
 
-A thin layer over :class:`kxnet.inference.upscaler.Upscaler` and :func:`kxnet.api.open_model`.
+A thin layer over :func:`kxnet.models.resolve`, :class:`kxnet.inference.upscaler.Upscaler` and
+:mod:`kxnet.inference.job` (the code the Python API and the demo share).
 
 Outputs go to ``OUTDIR/<stem>_x<s>.<format>`` (inputs found inside a folder argument keep their
 sub-folder below OUTDIR), with ``<stem>_x<s>.json`` beside each (model, sizes, tiling, device,
@@ -79,81 +80,24 @@ def _expand(inputs: list[str]):
     return found, failures
 
 
-def _side_paths(out: Path) -> dict[str, Path]:
-    stem = out.with_suffix("")
-    return {"json": stem.with_name(stem.name + ".json"),
-            "kernel_npy": stem.with_name(stem.name + "_kernel.npy"),
-            "kernel_png": stem.with_name(stem.name + "_kernel.png"),
-            "stages": stem.with_name(stem.name + "_stages.png")}
-
-
-def _process(up, src: Path, out: Path, args, kernel, meta: dict) -> dict:
-    """Super-resolve one file and write its outputs; on failure remove what it wrote."""
-    import numpy as np
-
-    from .. import __version__
-    from ..api import MIN_INPUT_SIDE
-    from ..inference.stages import render_stages
-    from ..io import atomic_path, atomic_write_json, output_layout, read_image, write_image
-    from ..kernels import kernel_to_image
+def _process(up, src: Path, out: Path, args, kernel) -> dict:
+    """Super-resolve one file and write its outputs (none left behind on failure)."""
+    from ..inference.job import run_job, write_job
+    from ..inference.upscaler import MIN_INPUT_SIDE
+    from ..io import read_image
 
     img = read_image(src, min_size=MIN_INPUT_SIDE)
-    result, k, info, output = up.run(img, kernel=kernel, keep_output=args.stages)
-    side = _side_paths(out)
-    written: list[Path] = []
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        written.append(write_image(out, result))
-        out_mode, out_depth = output_layout(out, result.mode, result.bit_depth)
-        saved_kernel = args.save_kernel and k is not None   # no HR kernel estimate (DCLS): nothing to save
-        if saved_kernel:
-            with atomic_path(side["kernel_npy"]) as tmp:
-                np.save(tmp, k.astype(np.float32))
-            written.append(side["kernel_npy"])
-            written.append(write_image(side["kernel_png"], kernel_to_image(k)))
-        if args.stages and output is not None and output.stage_images:
-            written.append(render_stages(output, side["stages"]))
-        del output
-        kinfo = info.pop("kernel") or {}
-        kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"),
-                     source=str(args.kernel) if args.kernel else None)
-        sidecar = {
-            "kxnet_version": __version__,
-            "input": {"path": str(src), "width": img.width, "height": img.height, "mode": img.mode,
-                      "bit_depth": img.bit_depth},
-            "output": {"path": str(out), "width": result.width, "height": result.height,
-                       "mode": out_mode, "bit_depth": out_depth},
-            "model": {key: meta.get(key) for key in ("name", "file", "sha256", "scale", "setting", "stages",
-                                                      "kernel_size", "mode")},
-            "scale": info.pop("scale"),
-            "device": info.pop("device"),
-            "precision": info.pop("precision"),
-            "seconds": info.pop("seconds"),
-            "tiling": {key: info.pop(key) for key in ("tiled", "tile", "tile_overlap", "tiles", "tile_grid",
-                                                       "padded_to")},
-            "kernel": kinfo,
-            "files": {"kernel_npy": str(side["kernel_npy"]) if saved_kernel else None,
-                      "kernel_png": str(side["kernel_png"]) if saved_kernel else None,
-                      "stages": str(side["stages"]) if side["stages"] in written else None},
-        }
-        if (out_mode, out_depth) != (result.mode, result.bit_depth):
-            sidecar["note"] = (f"{args.format} stores {out_mode} {out_depth}-bit, not the input's "
-                               f"{result.mode} {result.bit_depth}-bit")
-        atomic_write_json(side["json"], sidecar)
-        written.append(side["json"])
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
-    return sidecar
+    job = run_job(up, img, kernel, keep_stages=args.stages, kernel_source=str(args.kernel) if args.kernel else None)
+    return write_job(job, out, src, save_kernel=args.save_kernel, stages=args.stages)
 
 
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..api import ScaleMismatchError, open_model
+    from ..inference.job import side_paths
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel, resolve_device
     from ..io import ImageError
+    from ..models import ScaleMismatchError, resolve
     from . import UsageError
 
     outdir = Path(args.output)
@@ -165,10 +109,10 @@ def run(args) -> int:
         raise ImageError(None, failures[0][1])
     device = resolve_device(args.device)
     try:
-        model, meta = open_model(args.model, args.scale, device=device)
+        model = resolve(args.model, args.scale, device=device)
     except ScaleMismatchError as e:
-        raise UsageError(f"{e.file}: checkpoint is ×{e.model_scale} but --scale {e.asked} was asked") from None
-    scale = model.config.scale
+        raise UsageError(f"{e.source}: checkpoint is ×{e.model_scale} but --scale {e.asked} was asked") from None
+    scale = model.scale
     kernel = load_kernel(args.kernel, model.config.kernel_size) if args.kernel else None
     overlap = DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap
     if args.tile is not None and args.tile_overlap is None and args.tile:
@@ -176,8 +120,7 @@ def run(args) -> int:
     up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
                   progress=not args.quiet)
     if kernel is not None and not up.takes_hr_kernel:
-        raise UsageError(f"--kernel: a {type(model).__name__} model takes no HR blur kernel; "
-                         "run it without --kernel")
+        raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
 
     jobs = [(f, outdir / sub / f"{f.stem}_x{scale}.{args.format}") for f, sub in found]
     inputs = {f.resolve() for f, _ in jobs}
@@ -187,7 +130,7 @@ def run(args) -> int:
     bar = tqdm(jobs, desc=f"sr x{scale}", unit="img", disable=args.quiet or len(jobs) < 2)
     for src, out in bar:
         resolved = out.resolve()
-        if resolved in inputs or any(p.resolve() in inputs for p in _side_paths(out).values()):
+        if resolved in inputs or any(p.resolve() in inputs for p in side_paths(out).values()):
             failures.append((src, f"{src}: output {out} would overwrite an input; choose another -o"))
             continue
         if resolved in targets:
@@ -200,7 +143,7 @@ def run(args) -> int:
             say(f"skipped {src}: {out} exists (use --overwrite to replace)")
             continue
         try:
-            sc = _process(up, src, out, args, kernel, meta)
+            sc = _process(up, src, out, args, kernel)
         except (ImageError, ValueError, OSError, RuntimeError) as e:
             if total == 1:
                 raise ImageError(src, _problem(e, src)) from None

@@ -6,22 +6,6 @@ import argparse
 from pathlib import Path
 
 
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets ``key=value`` overrides come after options (``CONFIG --resume RUN k=v``), which
-    plain argparse refuses for a ``nargs='*'`` positional once an option has been seen."""
-
-    _inside = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        if self._inside:
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
-
-
 def add_parser(sub):
     p = sub.add_parser(
         "train", help="train KXNet from a recipe (configs/*.yaml); resume a run; works under torchrun",
@@ -37,7 +21,7 @@ def add_parser(sub):
     p.add_argument("--run-dir", help="run folder (default: <out>/<name>, i.e. runs/<recipe name>)")
     p.add_argument("--stop-at", type=int, metavar="STEP", help="stop after this step with a checkpoint (resume later)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.__class__ = _IntermixedParser
+    p.set_defaults(takes_trailing_overrides=True)
     return p
 
 

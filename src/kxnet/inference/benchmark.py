@@ -7,6 +7,10 @@ estimate's accuracy and (``oracle``) the same model run non-blind with the true 
 the per-stage PSNR curve (the paper's Table 3 analogue), PSNR against kernel width (Fig. 5b
 analogue) and a picture of estimated against true kernels.
 
+Beyond the paper, cells with degradations photos have (``5+jpeg75``: σn 5 then JPEG at
+quality 75; ``cam+jpeg80``: camera noise then JPEG 80; :data:`PHOTO_CELLS`, docs/photo.md) are
+measured the same way, bicubic beside them, and marked as such.
+
 Cells are cached under ``work/cells/<weights fingerprint>/`` as they finish, so an interrupted
 or extended benchmark recomputes nothing it already has (the sets are deterministic and the
 fingerprint is of the weights themselves). Sets are cached under ``work/sets``.
@@ -26,16 +30,16 @@ import torch
 from tqdm import tqdm
 
 from ..degrade import degrade
+from ..degrade.photo import parse_degradation
 from ..degrade.testsets import load_hr, load_manifest, synthesise
 from ..io import atomic_write_bytes, atomic_write_json, from_tensor, list_images, to_uint8
 from ..kernels import initial_kernel, isotropic_gaussian
 from ..metrics import image_metrics, kernel_l1
-from ..models import KXNet, architecture_of, create_model
-from ..models.fast import optimize
+from ..models import ResolvedModel, create_model, resolve
 from .evaluate import EvalResult, evaluate
-from .paper import PAPER_LABELS, paper_value
+from .paper import paper_value
 
-__all__ = ["DEFAULT_CELLS", "Cell", "benchmark_model", "inference_runner", "kernel_width_sweep", "markdown_table",
+__all__ = ["DEFAULT_CELLS", "PHOTO_CELLS", "Cell", "benchmark_model", "kernel_width_sweep", "markdown_table",
            "run_benchmark", "weights_fingerprint"]
 
 # The cells the issue tracker asks for: complete sets; noise only where the paper's protocol has it.
@@ -43,6 +47,9 @@ DEFAULT_CELLS = {
     1: {"Set5": (0.0,), "Set14": (0.0,), "B100": (0.0,)},
     2: {"Set5": (0.0, 5.0, 15.0), "Set14": (0.0, 5.0, 15.0), "B100": (0.0,)},
 }
+# Beyond the paper (setting 2 only): σn 5 then JPEG at the qualities photos are shared at, and a
+# camera's noise before JPEG (docs/photo.md).
+PHOTO_CELLS = {"Set5": ("5+jpeg75", "5+jpeg90", "cam+jpeg80"), "Set14": ("5+jpeg75", "5+jpeg90", "cam+jpeg80")}
 _KERNEL_FIELDS = ("kernel_psnr", "kernel_l1", "sigma_major_err", "sigma_minor_err", "theta_err_deg")
 # Bump when what a cell measures changes (evaluation, metrics, synthesis): cached cells of an
 # older protocol are then recomputed instead of reused.
@@ -71,10 +78,17 @@ class Cell:
     oracle_ssim: float | None = None
     seconds: float | None = None
     full: bool = True                            # every image of the set (only then is a paper cell comparable)
+    degradation: str = ""                        # one beyond the paper ("5+jpeg75"); "" for the paper's
 
     @property
     def key(self) -> str:
-        return f"{self.set}/setting{self.setting}/x{self.scale}/noise{self.noise:g}"
+        extra = parse_degradation(self.degradation).extra_tag if self.degradation else ""
+        return f"{self.set}/setting{self.setting}/x{self.scale}/noise{self.noise:g}" + (f"_{extra}" if extra else "")
+
+    @property
+    def label(self) -> str:
+        """The σn column: the noise level, or the degradation beyond the paper."""
+        return self.degradation or f"{self.noise:g}"
 
 
 def _files_tag(paths: list[Path]) -> str:
@@ -102,11 +116,6 @@ def _slug(name: str) -> str:
     return Path(base).stem if Path(base).suffix in (".safetensors", ".pth", ".pt") else base
 
 
-def inference_runner(model: torch.nn.Module) -> torch.nn.Module:
-    """The fused inference path where a model has one (same outputs to float32 rounding)."""
-    return optimize(model) if isinstance(model, KXNet) and next(model.parameters()).device.type == "cpu" else model
-
-
 def _cached_eval(cache: Path | None, name: str, fn) -> dict:
     """``fn()``'s summary (and estimated kernels), from ``cache/name.json`` when it is there."""
     path = cache / f"{name}.json" if cache else None
@@ -129,54 +138,58 @@ def _initial_kernel_l1(set_dir: Path) -> float:
     return float(np.mean([kernel_l1(k0, np.load(set_dir / p["kernel"])) for p in manifest["pairs"]]))
 
 
-def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[str, tuple[float, ...]],
+def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path, cells: dict[str, tuple],
                     max_images: dict[str, int], device: str = "cpu", oracle: bool = False,
                     progress: bool = True, kernel_samples: dict | None = None) -> list[Cell]:
-    """Score ``model`` on ``cells`` (set name → noise levels); ``kernel_samples`` (a dict) receives
-    the estimated kernels of each set's first noise-free cell for :func:`plot_kernel_estimates`."""
-    scale, setting = model.config.scale, model.config.setting
-    label = PAPER_LABELS.get(architecture_of(model).name, architecture_of(model).name)
-    runner = inference_runner(model)
-    nonblind = getattr(model, "needs_kernel", False)
+    """Score ``model`` on ``cells`` (set name → noise levels, or degradations beyond the paper
+    such as ``"5+jpeg75"``); ``kernel_samples`` (a dict) receives the estimated kernels of each
+    set's first noise-free cell for :func:`plot_kernel_estimates`."""
+    model = resolve(model, device=device)
+    scale, setting, arch = model.scale, model.config.setting, model.arch
+    runner = model.runner
     bicubic = create_model("bicubic", scale=scale)
-    cache = work / "cells" / weights_fingerprint(model)
+    cache = work / "cells" / weights_fingerprint(model.model)
     cache.mkdir(parents=True, exist_ok=True)
     out = []
-    for set_name, noises in cells.items():
+    for set_name, degradations in cells.items():
         images = list_images([data_root / set_name], recursive=False)
         chosen = images[:max_images.get(set_name) or None]
         n_images, full = len(chosen), len(chosen) == len(images)
-        for noise in noises:
+        for spec in degradations:
+            how = parse_degradation(spec)
+            noise, extra = how.noise, ("_" + how.extra_tag if not how.is_paper else "")
             tag = f"{set_name}_{n_images}_{_files_tag(chosen)}"
-            set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}" / tag
+            set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}{extra}" / tag
             if not (set_dir / "manifest.json").is_file():
-                synthesise(chosen, set_dir, setting, scale, noise, seed=0, overwrite=True, progress=False)
-            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}"
-            if nonblind:  # a non-blind model (USRNet alone) has only its oracle row
-                ours = _cached_eval(cache, stem + "_oracle", lambda: evaluate(runner, set_dir, name, device,
-                                                                              progress=progress, oracle=True))
-            else:
-                ours = _cached_eval(cache, stem, lambda: evaluate(runner, set_dir, name, device, per_stage=True,
-                                                                  progress=progress, keep_kernels=True))
+                synthesise(chosen, set_dir, setting, scale, how, seed=0, overwrite=True, progress=False)
+            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}"
+
+            def run(as_oracle: bool, set_dir=set_dir):
+                return evaluate(runner, set_dir, name, device, per_stage=not as_oracle, progress=progress,
+                                oracle=as_oracle, keep_kernels=not as_oracle, arch=arch)
+
+            # a method that is not blind (USRNet alone) has only its oracle row
+            ours = _cached_eval(cache, stem + "_oracle" * (not arch.blind), lambda: run(not arch.blind))
             bic = evaluate(bicubic, set_dir, "bicubic", "cpu", progress=False).summary()
             s = ours["summary"]
+            paper = full and how.is_paper
             cell = Cell(name, set_name, setting, scale, noise, n_images, s["pairs"], s["psnr"], s["ssim"],
                         bic["psnr"], bic["ssim"],
-                        paper_value(label, setting, noise, scale, set_name) if full else None,
-                        paper_value("Bicubic", setting, noise, scale, set_name) if full else None,
-                        label, s["stage_psnr"], seconds=ours["seconds"], full=full)
+                        paper_value(arch.label, setting, noise, scale, set_name) if paper else None,
+                        paper_value("Bicubic", setting, noise, scale, set_name) if paper else None,
+                        arch.label, s["stage_psnr"], seconds=ours["seconds"], full=full,
+                        degradation="" if how.is_paper else how.spec)
             if s.get("kernel_l1") is not None:
                 cell.kernel = {k: s[k] for k in _KERNEL_FIELDS}
                 cell.kernel["initial_kernel_l1"] = _initial_kernel_l1(set_dir)
                 cell.kernel["width_order"] = s.get("width_order_violations")
-                if kernel_samples is not None and noise == 0 and set_name not in kernel_samples:
+                if kernel_samples is not None and noise == 0 and how.is_paper and set_name not in kernel_samples:
                     kernel_samples[set_name] = {"set_dir": str(set_dir), "pairs": ours["pairs"],
                                                 "kernels": ours["kernels"]}
-            if nonblind:
-                cell.oracle_psnr, cell.oracle_ssim, cell.method = cell.psnr, cell.ssim, f"{label} (non-blind)"
+            if not arch.blind:
+                cell.oracle_psnr, cell.oracle_ssim, cell.method = cell.psnr, cell.ssim, f"{arch.label} (non-blind)"
             elif oracle:
-                o = _cached_eval(cache, stem + "_oracle", lambda: evaluate(runner, set_dir, name, device,
-                                                                           progress=progress, oracle=True))
+                o = _cached_eval(cache, stem + "_oracle", lambda: run(True))
                 cell.oracle_psnr, cell.oracle_ssim = o["summary"]["psnr"], o["summary"]["ssim"]
             out.append(cell)
     return out
@@ -185,8 +198,9 @@ def benchmark_model(model, name: str, data_root: Path, work: Path, cells: dict[s
 def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int | None = None,
                        device: str = "cpu") -> dict:
     """PSNR of the model and of bicubic against the width of an isotropic kernel (noise-free)."""
-    scale, p = model.config.scale, model.config.kernel_size
-    runner = inference_runner(model)
+    model = resolve(model, device=device)
+    scale, p = model.scale, model.config.kernel_size
+    runner = model.runner
     paths = list_images([hr_dir], recursive=False)[:max_images]
     hrs = [load_hr(f, scale) for f in paths]
     bicubic = create_model("bicubic", scale=scale)
@@ -231,7 +245,7 @@ def markdown_table(cells: list[Cell]) -> str:
         theta = f"{_fmt(k.get('theta_err_deg'), '.1f')}°" if k else "–"
         order = k.get("width_order") if k else None
         order_s = f"{order['failed']}/{order['compared']}" if order else "–"
-        lines.append(f"| {c.model} | {set_label} | {c.noise:g} | {c.psnr:.2f} / {c.ssim:.4f} | "
+        lines.append(f"| {c.model} | {set_label} | {c.label} | {c.psnr:.2f} / {c.ssim:.4f} | "
                      f"{c.bicubic_psnr:.2f} / {c.bicubic_ssim:.4f} | {c.psnr - c.bicubic_psnr:+.2f} | {oracle} | "
                      f"{kl1} | {sig} | {theta} | {order_s} | {paper} | {gap} |")
     return "\n".join(lines) + "\n"
@@ -320,7 +334,7 @@ def plot_kernel_estimates(sample: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def run_benchmark(models: list[tuple[str, torch.nn.Module]], data_root: Path, out: Path, work: Path,
+def run_benchmark(models: list[tuple[str, ResolvedModel]], data_root: Path, out: Path, work: Path,
                   cells: dict[int, dict[str, tuple[float, ...]]] | None = None, max_images: dict[str, int] | None = None,
                   device: str = "cpu", oracle: bool = False, sweep_set: str | None = "Set5",
                   sweep_images: int | None = 5, progress: bool = True) -> dict:
@@ -332,18 +346,21 @@ def run_benchmark(models: list[tuple[str, torch.nn.Module]], data_root: Path, ou
     all_cells, curves, curve_base, sweeps = [], {}, {}, {}
     for name, model in models:
         samples: dict = {}
+        model = resolve(model, device=device)
         plan = cells[model.config.setting]
         model_cells = benchmark_model(model, name, data_root, work, plan, max_images or {}, device, oracle,
                                       progress, samples)
         all_cells += model_cells
-        ref = next((c for c in model_cells if c.noise == 0 and c.set == "Set14"), model_cells[0])
+        if not model_cells:
+            continue
+        ref = next((c for c in model_cells if c.noise == 0 and not c.degradation and c.set == "Set14"), model_cells[0])
         curves[f"{name} ({ref.set}, σn 0)"] = ref.stage_psnr
         curve_base[f"{name} ({ref.set}, σn 0)"] = ref.bicubic_psnr
         for set_name, sample in samples.items():
             plot_kernel_estimates(sample, out / f"kernels_{_slug(name)}_{set_name}.png",
                                   f"{name}: estimated (rows 2…) against true kernels (row 1), {set_name}, σn 0")
             break  # one picture per model: the first set's
-        if sweep_set and not getattr(model, "needs_kernel", False):  # the sweep runs blind
+        if sweep_set and model.arch.blind:  # the sweep runs blind
             sweeps[name] = kernel_width_sweep(model, data_root / sweep_set, np.linspace(0.6, 4.6, 9), sweep_images, device)
     table = markdown_table(all_cells)
     atomic_write_bytes(out / "results.md", table.encode())

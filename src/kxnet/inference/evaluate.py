@@ -12,10 +12,14 @@ thread: 0.89 s per pair one at a time, 0.95 s in batches of 8), so it is off the
 numbers are those of running every pair alone, to float32 rounding.
 
 ``oracle=True`` runs the method non-blind with the true kernel of every pair (the "GT kernel"
-rows of KXNet's §5.3 and DAN's Table 3): ``model(lr, kernel=k)``, or with
-``model.oracle_condition(hr, k)`` for a method whose estimate is not the HR kernel itself. A
-method that takes a noise level (``takes_noise_level``: USRNet, KENet+USRNet) is then also given
-the set's true σ, ``model(lr, kernel=k, sigma=σn/255)`` ("GT k, GT σ", BASELINES.md §5.5).
+rows of the KXNet and DAN papers): ``model(lr, kernel=k)``, or with what the architecture's
+``oracle_condition`` makes of ``k`` for a method whose estimate is not the HR kernel itself
+(DCLS). A method that takes a noise level (the architecture's ``noise_input``: USRNet,
+KENet+USRNet) is then also given the set's true σ, ``model(lr, kernel=k, sigma=σn/255)``
+("GT k, GT σ", docs/protocol.md).
+
+``model`` may be an inference runner (:meth:`~kxnet.models.Architecture.runner`) of another
+module; ``arch`` then says whose (default: the architecture of ``model`` itself).
 """
 
 from __future__ import annotations
@@ -180,7 +184,7 @@ def _as_u8(x: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | torch.device = "cpu",
              per_stage: bool = False, limit: int | None = None, progress: bool = True, oracle: bool = False,
-             batch_size: int | None = None, keep_kernels: bool = False) -> EvalResult:
+             batch_size: int | None = None, keep_kernels: bool = False, arch=None) -> EvalResult:
     """Score ``model`` on every LR/HR pair of the set, the paper's way (§6.1–6.2).
 
     ``batch_size`` pairs of one HR image run as one batch (default: 8 on CUDA, 1 on the CPU);
@@ -193,8 +197,11 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
     lrs = [to_uint8(read_image(set_dir / p["lr"]).rgb) for p in pairs]
     gts = [np.load(set_dir / p["kernel"]) for p in pairs]
     hr_cache: dict[str, np.ndarray] = {}   # the current image only: batches come image by image
-    oracle_condition = getattr(model, "oracle_condition", None)
-    true_sigma = {"sigma": manifest["noise"] / 255.0} if oracle and getattr(model, "takes_noise_level", False) else {}
+    if arch is None:
+        from ..models import architecture_of
+
+        arch = architecture_of(model)
+    true_sigma = {"sigma": manifest["noise"] / 255.0} if oracle and arch.noise_input else {}
     results: list = [None] * len(pairs)
     bar = tqdm(total=len(pairs), desc=f"eval {method_name or 'model'}{' (oracle)' if oracle else ''} on {set_dir.name}",
                unit="img", disable=not progress)
@@ -210,9 +217,9 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
             lr = torch.from_numpy(np.stack([lrs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255.0).to(device)
             if oracle:
                 k = torch.from_numpy(np.stack([gts[i] for i in idx])).float().to(device)
-                if oracle_condition is not None:
+                if arch.oracle_condition is not None:
                     hr = torch.from_numpy(hr_u8).permute(2, 0, 1)[None].float().div(255.0).to(device)
-                    k = oracle_condition(hr.expand(len(idx), -1, -1, -1), k)
+                    k = arch.oracle_kernel(model, hr.expand(len(idx), -1, -1, -1), k)
                 out = model(lr, kernel=k, **true_sigma)
             else:
                 out = model(lr)

@@ -61,7 +61,6 @@ _TABLE.update({
 })
 
 # The label of each registered architecture in the paper's tables
-PAPER_LABELS = {"kxnet": "KXNet", "dan": "DAN", "bicubic": "Bicubic"}
 
 # Table 3: Set14, setting 2, ×2, σn = 0: PSNR after S stages (S = 0 is bicubic)
 STAGE_CURVE = {0: 25.74, 5: 29.91, 10: 30.57, 17: 30.96, 19: 31.14, 21: 31.14}

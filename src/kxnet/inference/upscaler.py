@@ -7,8 +7,9 @@ network only ever sees a B×3×h×w float batch, and this class owns everything 
 * **alpha** is upscaled separately with the same bicubic as X⁰, clamped to [0, 1] and
   re-attached (the network has no alpha channel and a blur estimate from it makes no sense);
 * **16-bit** sources stay 16-bit (the output :class:`~kxnet.io.Image` keeps ``bit_depth``);
-* **tiny** images (a side under :data:`MIN_MODEL_SIDE` LR pixels) are padded by edge
-  replication at the bottom/right and the output cropped back;
+* **tiny** images (a side under the architecture's ``min_input_side`` LR pixels) are padded by
+  edge replication at the bottom/right and the output cropped back (the entry points refuse
+  photos under :data:`MIN_INPUT_SIDE`: there is nothing to restore);
 * **large** images are processed in overlapping tiles so memory stays bounded.
 
 Tiling and the kernel
@@ -50,14 +51,13 @@ import torch.nn.functional as F
 
 from ..io import Image, ImageError, from_tensor, luma, read_image, to_tensor
 from ..metrics import gaussian_fit as kernel_parameters
-from ..models.fast import optimize
-from ..models.kxnet import KXNet
+from ..models import resolve
 from ..physics import bicubic_upsample
 
 __all__ = [
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
-    "MIN_MODEL_SIDE",
+    "MIN_INPUT_SIDE",
     "PRECISIONS",
     "Upscaler",
     "resolve_device",
@@ -70,7 +70,7 @@ __all__ = [
 
 DEFAULT_TILE = 256          # LR pixels per tile side (0 or None … see Upscaler)
 DEFAULT_OVERLAP = 32        # LR pixels shared by neighbouring tiles
-MIN_MODEL_SIDE = 8          # smaller LR sides are padded (edge replication) before the network
+MIN_INPUT_SIDE = 4          # kxnet sr, the API and the demo refuse smaller photos: nothing to restore
 PRECISIONS = ("fp32", "fp16", "bf16")
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -180,15 +180,18 @@ class _Plan:
 
 
 class Upscaler:
-    """Run a KXNet on :class:`~kxnet.io.Image` s of any size, layout and depth.
+    """Run a model on :class:`~kxnet.io.Image` s of any size, layout and depth.
 
+    ``model`` is anything :func:`kxnet.models.resolve` takes (a resolved model, a module, a
+    shipped name or a file); what it can do is read from its architecture's descriptor.
     ``tile`` is the tile side in LR pixels (``None`` → :data:`DEFAULT_TILE`; ``0`` → never
     tile, the whole image in one forward however large). ``tile_overlap`` is the minimum
     overlap of neighbouring tiles in LR pixels; ``kernel_crop`` the side of the centre crop
     the kernel is estimated on for tiled images (``None`` → ``tile``). ``precision`` ``fp16``
     or ``bf16`` runs the network under CUDA autocast (CUDA only). ``progress`` shows a bar
-    over the tiles of tiled images. ``optimized`` (default) runs a KXNet through
-    :func:`kxnet.models.fast.optimize`; ``False`` keeps the plain module.
+    over the tiles of tiled images. ``optimized`` (default) runs the architecture's inference
+    path (:meth:`~kxnet.models.Architecture.runner`, built once per resolved model); ``False``
+    keeps the plain module.
     """
 
     def __init__(self, model, device: str | torch.device | None = "auto", tile: int | None = None,
@@ -199,9 +202,12 @@ class Upscaler:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if precision != "fp32" and self.device.type != "cuda":
             raise ValueError(f"precision {precision} needs a CUDA device (this run is on {self.device.type})")
+        self.resolved = resolve(model, device=self.device)
+        self.arch = self.resolved.arch
+        self.min_side = max(self.arch.min_input_side, 1)
         tile = DEFAULT_TILE if tile is None else int(tile)
-        if tile < 0 or (0 < tile < 2 * MIN_MODEL_SIDE):
-            raise ValueError(f"tile must be 0 (no tiling) or at least {2 * MIN_MODEL_SIDE} LR pixels, got {tile}")
+        if tile < 0 or (0 < tile < 2 * self.min_side):
+            raise ValueError(f"tile must be 0 (no tiling) or at least {2 * self.min_side} LR pixels, got {tile}")
         if tile and not 0 <= tile_overlap <= tile // 2:
             raise ValueError(f"tile overlap must lie in 0…{tile // 2} for tile {tile}, got {tile_overlap}")
         self.tile = tile
@@ -209,15 +215,12 @@ class Upscaler:
         self.kernel_crop = int(kernel_crop) if kernel_crop else (tile or None)
         self.precision = precision
         self.progress = progress
-        model = model.to(self.device).eval()
-        # Inference only, so use the fused, pre-packed path: same outputs to float tolerance
-        # (tests/test_speed_paths.py), 1.37× faster on CPU (benchmarks/speed.py).
-        self.model = optimize(model) if optimized and isinstance(model, KXNet) else model
-        self.scale = model.config.scale
-        self.kernel_size = model.config.kernel_size
-        # A model whose non-blind input is not an HR blur kernel (DCLS: an LR-space kernel)
-        # cannot use a kernel the user gives.
-        self.takes_hr_kernel = getattr(model, "takes_hr_kernel", True)
+        self.model = self.resolved.runner if optimized else self.resolved.model
+        self.scale = self.resolved.scale
+        self.kernel_size = self.resolved.config.kernel_size
+        # a method whose non-blind input is not an HR blur kernel (DCLS: an LR-space kernel)
+        # cannot use a kernel the user gives
+        self.takes_hr_kernel = self.arch.kernel_input == "hr"
 
     # -- network ---------------------------------------------------------------------
 
@@ -257,7 +260,7 @@ class Upscaler:
         s = self.scale
         h, w = image.height, image.width
         if kernel is not None and not self.takes_hr_kernel:
-            raise ValueError(f"{type(self.model).__name__} takes no given blur kernel (its non-blind input "
+            raise ValueError(f"a {self.arch.name} model takes no given blur kernel (its non-blind input "
                              "is not an HR blur kernel); run it blind")
         if kernel is not None:
             if isinstance(kernel, (list, tuple)):
@@ -266,7 +269,7 @@ class Upscaler:
                 kernel = prepare_kernel(kernel, self.kernel_size).to(self.device)
 
         lr = to_tensor(image.rgb)
-        ph, pw = max(h, MIN_MODEL_SIDE), max(w, MIN_MODEL_SIDE)
+        ph, pw = max(h, self.min_side), max(w, self.min_side)
         if (ph, pw) != (h, w):
             lr = F.pad(lr, (0, pw - w, 0, ph - h), mode="replicate")
         plan = self.plan(ph, pw)

@@ -1,27 +1,36 @@
 """Bicubic interpolation behind the model interface, so evaluation treats it like any model
-(it is the "Bicubic" row of the paper's tables, KXNET.md §6.4)."""
+(it is the "Bicubic" row of the paper's tables, docs/protocol.md)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES
 from ..physics import bicubic_upsample
+from .config import MethodConfig
 from .output import SROutput
-from .registry import register_model
+from .registry import Architecture, register_architecture, register_model
 
-__all__ = ["Bicubic", "bicubic"]
+__all__ = ["Bicubic", "BicubicConfig", "bicubic"]
+
+
+@dataclass
+class BicubicConfig(MethodConfig):
+    """Only the scale matters; the setting is kept so every method's config has one."""
 
 
 class Bicubic(nn.Module):
     """Parameter-free; estimates no kernel, so ``kernel`` is None and the stage lists empty."""
 
-    def __init__(self, scale: int = 4):
+    def __init__(self, config: BicubicConfig):
         super().__init__()
-        if scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-        self.scale = scale
+        self.config = config
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
 
     def forward(self, y: torch.Tensor, kernel: torch.Tensor | None = None) -> SROutput:
         """``kernel`` is accepted for interface compatibility and ignored."""
@@ -29,6 +38,17 @@ class Bicubic(nn.Module):
 
 
 @register_model
-def bicubic(scale: int = 4, setting: int | None = None) -> Bicubic:
+def bicubic(scale: int = 4, setting: int = 2) -> Bicubic:
     """``setting`` is accepted (and ignored) so callers can build any model from the same arguments."""
-    return Bicubic(scale)
+    return Bicubic(BicubicConfig(scale=scale, setting=setting))
+
+
+def _no_weights(state: dict) -> BicubicConfig:
+    raise ValueError("bicubic has no weights to read")
+
+
+register_architecture(Architecture(
+    name="bicubic", model_class=Bicubic, config_class=BicubicConfig,
+    detect=lambda state: False, infer_config=_no_weights, summary=lambda c: "interpolation",
+    kernel_input=None, estimates_kernel=False, min_input_side=1, label="Bicubic",
+))

@@ -293,8 +293,19 @@ def _infer_dan_config(state: dict) -> DANConfig:
         raise ValueError(f"unsupported DAN shape ({e})") from e
 
 
+@dataclass
+class DANLoss:
+    """The release's loss on the last iteration: ``image_weight_last``·L1(SRᵀ, X) +
+    ``code_weight``·L1(cᵀ, c_gt), 1 : 1 (docs/dan.md)."""
+
+    image_weight_last: float = 1.0
+    code_weight: float = 1.0
+
+
 register_architecture(Architecture(
     name="dan", model_class=DAN, config_class=DANConfig,
     detect=_is_dan_state, infer_config=_infer_dan_config,
     summary=lambda c: f"{c.nb} blocks, {c.kernel_size}×{c.kernel_size} kernels, {c.code_length}-long codes",
+    # forward(kernel=) takes a code (the condition) or an HR kernel it encodes
+    loss=DANLoss, label="DAN",
 ))

@@ -99,9 +99,6 @@ class DCLS(nn.Module):
     (B×1×p×p) — the form ``forward(y, kernel=condition)`` takes back.
     """
 
-    #: ``forward(y, kernel)`` takes an LR-space kernel, not an HR blur kernel a user could supply.
-    takes_hr_kernel = False
-
     def __init__(self, config: DCLSConfig):
         super().__init__()
         self.config = config
@@ -222,8 +219,21 @@ def _infer_dcls_config(state: dict) -> DCLSConfig:
         raise ValueError(f"unsupported DCLS shape ({e})") from e
 
 
+@dataclass
+class DCLSLoss:
+    """The release's 1 : 1 loss: ``image_weight_last``·L1(SR, HR) + ``kernel_weight_last``·L1(k̂, k_l)
+    with k_l the reformulated LR-space kernel (docs/dcls.md)."""
+
+    image_weight_last: float = 1.0
+    kernel_weight_last: float = 1.0
+
+
 register_architecture(Architecture(
     name="dcls", model_class=DCLS, config_class=DCLSConfig,
     detect=_is_dcls_state, infer_config=_infer_dcls_config,
     summary=lambda c: f"{c.kernel_size}×{c.kernel_size} LR-space kernels, {c.ng}×{c.nb} DPAB, nf {c.nf}",
+    # its estimate is an LR-space kernel: no HR kernel out, none a user could give in
+    kernel_input="condition", estimates_kernel=False,
+    oracle_condition=lambda model, hr, kernel: model.oracle_condition(hr, kernel),
+    loss=DCLSLoss, label="DCLS",
 ))

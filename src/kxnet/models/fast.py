@@ -38,9 +38,9 @@ The whole forward runs under :func:`torch.inference_mode` (no autograd bookkeepi
 optionally under CUDA autocast (bf16/fp16: *changes* outputs beyond float32 tolerance, so
 off by default), :func:`torch.compile`, or CUDA graphs (replayed per input shape).
 
-The optimised model is a :class:`KXNet` (its forward is KXNet's own, so non-blind and
-per-stage kernels work) but inference-only: no gradients, and its prox-net weights live in
-packed form outside the state dict — save the original model, not this one.
+The optimised model wraps a converted :class:`KXNet` (its forward is KXNet's own, so
+non-blind and per-stage kernels work) and is inference-only: no gradients, and its prox-net
+weights live in packed form outside the state dict — save the original model, not this one.
 """
 
 from __future__ import annotations
@@ -53,15 +53,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..physics import blur_downsample, reflect_pad_adjoint
+from ..physics import back_project_phases, blur_downsample, blur_downsample_adjoint_phases
 from .kxnet import NORMALISER_EPS, RESIDUAL_SCALE, KXNet, _ImageStage
 
 __all__ = [
     "FusedProxNet",
     "folded_prox_params",
     "OptimizedKXNet",
-    "back_project_phases",
-    "blur_downsample_adjoint_phases",
     "image_step_gradient_fast",
     "mkldnn_fusion_available",
     "optimize",
@@ -228,48 +226,6 @@ class FusedProxNet(nn.Module):
 
 # ------------------------------------------------------------------------ the X-step's physics
 
-def _transposed_correlation_phases(e: torch.Tensor, kernel: torch.Tensor, scale: int, padding: int,
-                                   out_hw: tuple[int, int]) -> torch.Tensor:
-    """``conv_transpose2d`` of every channel of image b with kernel b (stride s, given padding),
-    cropped to ``out_hw``, computed as s² stride-1 correlations (one per output phase).
-
-    Output pixel ``m = s·q + φ`` (before cropping ``padding``) is ``Σ_j E[q − j]·K[s·j + φ]``:
-    a correlation of E with the flipped sub-kernel ``K[φ::s]`` (⌈p/s⌉² taps). One dense
-    convolution with s² output channels and a pixel shuffle replace the strided transposed
-    convolution, which oneDNN runs ≈10× slower for these shapes; same sums, float rounding only.
-    """
-    b, c, h, w = e.shape
-    p = kernel.shape[-1]
-    s = scale
-    j = -(-p // s)
-    kp = F.pad(kernel.to(e.dtype), (0, j * s - p, 0, j * s - p))
-    sub = kp.reshape(b, j, s, j, s).permute(0, 2, 4, 1, 3).flip(-1, -2).reshape(b * s * s, 1, j, j)
-    rows = -(-(out_hw[0] + padding) // s)   # phase rows needed to cover the cropped output
-    cols = -(-(out_hw[1] + padding) // s)
-    ep = F.pad(e, (j - 1, max(cols - w, 0), j - 1, max(rows - h, 0)))
-    if b == 1:
-        out = F.conv2d(ep.reshape(c, 1, ep.shape[-2], ep.shape[-1]), sub)            # c × s² × …
-        full = F.pixel_shuffle(out, s).reshape(1, c, out.shape[-2] * s, out.shape[-1] * s)
-    else:
-        out = F.conv2d(ep.transpose(0, 1), sub, groups=b)                            # c × (b·s²) × …
-        full = F.pixel_shuffle(out.reshape(c * b, s * s, out.shape[-2], out.shape[-1]), s)
-        full = full.reshape(c, b, full.shape[-2], full.shape[-1]).transpose(0, 1)
-    return full[..., padding:padding + out_hw[0], padding:padding + out_hw[1]]
-
-
-def back_project_phases(e: torch.Tensor, kernel: torch.Tensor, scale: int, hr_hw: tuple[int, int]) -> torch.Tensor:
-    """:func:`kxnet.physics.back_project` (the release's ``Dᵀ_K``) by output phases."""
-    return _transposed_correlation_phases(e, kernel, scale, kernel.shape[-1] // 2, hr_hw)
-
-
-def blur_downsample_adjoint_phases(e: torch.Tensor, kernel: torch.Tensor, scale: int,
-                                   hr_hw: tuple[int, int]) -> torch.Tensor:
-    """:func:`kxnet.physics.blur_downsample_adjoint` (exact ``Aᵀ``) by output phases."""
-    r = kernel.shape[-1] // 2
-    padded = _transposed_correlation_phases(e, kernel, scale, 0, (hr_hw[0] + 2 * r, hr_hw[1] + 2 * r))
-    return reflect_pad_adjoint(padded, r)
-
-
 _FAST_ADJOINTS = {"official": back_project_phases, "exact": blur_downsample_adjoint_phases}
 
 
@@ -322,13 +278,27 @@ def prox_nets(model: KXNet) -> Iterable[tuple[nn.Module, str]]:
         yield stage, "X_ProNet"
 
 
-class OptimizedKXNet(KXNet):
-    """What :func:`optimize` returns: KXNet's forward under inference mode (and the chosen
-    autocast / compile / CUDA-graph wrappers), with fused prox nets. Inference only."""
+class OptimizedKXNet(nn.Module):
+    """What :func:`optimize` returns: a wrapper around a KXNet converted for inference (fused
+    prox nets, fast X-stages) that runs its forward under inference mode — and, where asked,
+    under CUDA autocast, :func:`torch.compile` or CUDA graphs. ``net`` is the converted KXNet
+    (its forward is KXNet's own, so non-blind and per-stage kernels work); it cannot train."""
 
-    _autocast_dtype: torch.dtype | None = None
-    _compiled = None
-    _graphs: dict | None = None
+    def __init__(self, net: KXNet, autocast: torch.dtype | None = None, compile: bool = False,
+                 cuda_graphs: bool = False):
+        super().__init__()
+        self.net = net
+        self._autocast_dtype = autocast
+        self._compiled = torch.compile(net.forward, dynamic=False) if compile else None
+        self._graphs: dict | None = {} if cuda_graphs else None
+
+    @property
+    def config(self):
+        return self.net.config
+
+    @property
+    def scale(self) -> int:
+        return self.net.config.scale
 
     def forward(self, y: torch.Tensor, kernel=None):
         if self._graphs is not None and kernel is None and y.is_cuda:
@@ -336,7 +306,7 @@ class OptimizedKXNet(KXNet):
         return self._run(y, kernel)
 
     def _run(self, y, kernel=None):
-        fn = self._compiled if self._compiled is not None else super().forward
+        fn = self._compiled if self._compiled is not None else self.net
         with torch.inference_mode():
             if self._autocast_dtype is not None and y.is_cuda:
                 with torch.autocast("cuda", dtype=self._autocast_dtype):
@@ -414,11 +384,6 @@ def optimize(model: KXNet, channels_last: bool = True, pad_channels: int | None 
         model.X_stage = nn.ModuleList(_FastImageStage(stage.scale, stage.mode, stage.X_ProNet) for stage in model.X_stage)
     for p in model.parameters():
         p.requires_grad_(False)
-    model.__class__ = OptimizedKXNet
-    if autocast is not None and device.type == "cuda":
-        model._autocast_dtype = autocast
-    if compile:
-        model._compiled = torch.compile(KXNet.forward.__get__(model), dynamic=False)
-    if cuda_graphs and device.type == "cuda":
-        model._graphs = {}
-    return model
+    on_cuda = device.type == "cuda"
+    return OptimizedKXNet(model, autocast=autocast if on_cuda else None, compile=compile,
+                          cuda_graphs=cuda_graphs and on_cuda)

@@ -153,9 +153,19 @@ def infer_kenet_config(state: dict, prefix: str = "") -> KENetConfig:
                        fc=int(state[keys[4]].shape[0]))
 
 
+@dataclass
+class KENetLoss:
+    """The adaptive attention loss (docs/kenet_usrnet.md): thresholds λ₁, λ₂ as fractions of
+    the true kernel's peak, weights ρ₀ (all taps), ρ₁ (> λ₁·peak), ρ₂ (> λ₂·peak)."""
+
+    att_lambda: tuple[float, float] = (0.01, 0.1)
+    att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)
+
+
 register_architecture(Architecture(
     name="kenet", model_class=KENet, config_class=KENetConfig,
     detect=_is_kenet_state, infer_config=infer_kenet_config,
     summary=lambda c: f"kernel estimator, widths {'/'.join(map(str, c.channels))}, "
                       f"{c.kernel_size}×{c.kernel_size} kernels",
+    loss=KENetLoss, label="KENet",
 ))

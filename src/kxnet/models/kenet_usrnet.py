@@ -68,8 +68,6 @@ class KENetUSRNetConfig(MethodConfig):
 class KENetUSRNet(nn.Module):
     """Blind SR: KENet's kernel estimate fed to USRNet (see the module docstring)."""
 
-    takes_noise_level = True
-
     def __init__(self, config: KENetUSRNetConfig):
         super().__init__()
         self.config = config
@@ -143,4 +141,6 @@ register_architecture(Architecture(
     detect=_is_pair_state, infer_config=_infer_pair_config,
     summary=lambda c: f"KENet {'/'.join(map(str, c.kenet['channels']))} + USRNet {c.usrnet['n_iter']} iterations, "
                       f"{c.kernel_size}×{c.kernel_size} kernels",
+    detect_priority=10,   # its state holds a KENet's and a USRNet's keys: recognise the pair first
+    noise_input=True, label="KENet+USRNet",   # trained as two models (no objective of its own)
 ))

@@ -408,6 +408,26 @@ def _infer_kxnet_config(state: dict) -> KXNetConfig:
         raise ValueError(f"unsupported KXNet shape ({e})") from e
 
 
+@dataclass
+class KXNetLoss:
+    """The weights of Eq. 12, Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K): α_t is ``image_weight``
+    for t < T and ``image_weight_last`` at T, β_t likewise. ``monotone_weight`` μ > 0 (an
+    extension; 0 is the paper's loss) adds μ·Σ_t relu(L1(X^t) − L1(X^{t−1})) per sample with
+    stage t−1 held fixed, charging a stage for every image it leaves worse (docs/training.md)."""
+
+    image_weight: float = 0.1
+    image_weight_last: float = 1.0
+    kernel_weight: float = 0.1
+    kernel_weight_last: float = 1.0
+    monotone_weight: float = 0.0
+
+
+def _optimize(model: KXNet) -> nn.Module:
+    from .fast import optimize
+
+    return optimize(model)
+
+
 register_architecture(Architecture(
     name="kxnet", model_class=KXNet, config_class=KXNetConfig,
     detect=_is_kxnet_state, infer_config=_infer_kxnet_config,
@@ -415,4 +435,5 @@ register_architecture(Architecture(
     optional_keys=frozenset({"kernel_map0", "eta_stage"}),
     summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
                       + (", K⁰ from a KENet" if c.estimator else ""),
+    optimize=_optimize, loss=KXNetLoss, label="KXNet",
 ))

@@ -20,14 +20,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..io import atomic_path, file_sha256
-from .registry import Architecture, architecture, architecture_of, architectures, create_model, detect_architecture, \
-    is_model
+from .registry import Architecture, architecture, architecture_of, architectures, detect_architecture
 
-__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "convert_checkpoint",
-           "resolve_method", "resolve_weights", "shipped_models", "locate_weights"]
+__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "load_weights_into",
+           "convert_checkpoint", "resolve_weights", "locate_weights"]
 
 FORMAT = "kxnet"
-_MANIFEST = Path(__file__).resolve().parent.parent / "weights" / "manifest.json"
 _CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors"}
 # Keys a training framework may nest the state dict under (the release itself never nests).
 _NESTING_KEYS = ("state_dict", "params", "model")
@@ -120,30 +118,22 @@ def _dequantize_int8(state: dict[str, torch.Tensor], path: Path) -> dict[str, to
 
 # --------------------------------------------------------------------------------- reading
 
-def shipped_models() -> dict[str, dict]:
-    """The shipped weights entries (name → manifest entry), empty when none are installed."""
-    return json.loads(_MANIFEST.read_text()) if _MANIFEST.is_file() else {}
-
-
 def resolve_weights(name: str) -> Path:
-    """The file of a shipped weights entry, from ``kxnet/weights/manifest.json``.
+    """The file of a shipped weights entry (:mod:`~kxnet.models.zoo`), its SHA-256 checked so
+    a corrupted install fails here."""
+    from .zoo import read_manifest
 
-    The manifest maps names (``"kxnet_x4.setting2"``) to entries ``{"file": <path relative to
-    the manifest>, "sha256": <hex, optional>, …}``; other fields (recipe, scores) are
-    descriptive. A listed SHA-256 is checked, so a corrupted download fails here.
-    """
-    manifest = shipped_models()
-    if name not in manifest:
-        known = ", ".join(sorted(manifest)) or "none (no weights are installed)"
+    entries = read_manifest()
+    if name not in entries:
+        known = ", ".join(sorted(entries)) or "none (no weights are installed)"
         raise ModelLoadError(f"unknown model name {name!r}; known: {known}")
-    entry = manifest[name]
-    path = _MANIFEST.parent / entry["file"]
+    entry = entries[name]
+    path = entry.path
     if not path.is_file():
         raise ModelLoadError(f"{path}: weights of {name!r} are listed in the manifest but not installed")
-    if "sha256" in entry:
-        digest = file_sha256(path)
-        if digest != entry["sha256"]:
-            raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {entry['sha256']}")
+    digest = file_sha256(path)
+    if digest != entry.sha256:
+        raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {entry.sha256}")
     return path
 
 
@@ -274,6 +264,35 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval()
 
 
+def load_weights_into(model: nn.Module, path_or_name: str | os.PathLike, grow: bool = False) -> nn.Module:
+    """Copy the weights of a file (or shipped name) into ``model``, which keeps its own config.
+
+    Fields that do not shape the weights (KXNet's mode, DAN's loops) may differ; anything else
+    is a :class:`ModelLoadError` naming the fields that differ. ``grow`` lets a KXNet file of
+    fewer stages fill a deeper model, the extra stages copies of its last (the one way stages
+    are grown: :func:`~kxnet.models.kxnet.grow_stages`)."""
+    from .kxnet import KXNet, grow_stages
+
+    src = load_model(path_or_name)
+    if grow:
+        if not isinstance(model, KXNet):
+            raise ModelLoadError(f"{path_or_name}: growing stages applies to KXNet, not to a {type(model).__name__}")
+        try:
+            src = grow_stages(src, model.config.stages)
+        except ValueError as e:
+            raise ModelLoadError(f"{path_or_name}: {e}") from None
+    if type(src) is not type(model):
+        raise ModelLoadError(f"{path_or_name}: weights of a {type(src).__name__}, the model is a {type(model).__name__}")
+    ours, given = model.state_dict(), src.state_dict()
+    if set(ours) != set(given) or any(ours[k].shape != given[k].shape for k in ours):
+        mine, theirs = model.config.to_dict(), src.config.to_dict()
+        diff = ", ".join(f"{k}={theirs.get(k)}" for k in mine if mine[k] != theirs.get(k))
+        wanted = ", ".join(f"{k}={mine[k]}" for k in mine if mine[k] != theirs.get(k))
+        raise ModelLoadError(f"{path_or_name}: weights have {diff or 'other shapes'}, the model has {wanted or '…'}")
+    model.load_state_dict(given)
+    return model
+
+
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: str = "fp32",
                        stages: int | None = None, estimator: str | os.PathLike | None = None,
                        pass_kernel: bool = False):
@@ -295,22 +314,3 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: 
         raise ValueError(f"{src}: {e}") from None
     save_model(model, dst, storage=storage, extra_metadata={"source": Path(src).name})
     return model.config
-
-
-def resolve_method(method: str, scale: int, device: str | torch.device = "cpu") -> nn.Module:
-    """The model a ``--method`` argument names, ready to run at ``scale``.
-
-    A registered model without parameters (``bicubic``) is built at ``scale``; anything else
-    is loaded with :func:`load_model` (a weights file or a shipped name) and must be ×``scale``.
-    A registered architecture with parameters would run untrained, so it is refused.
-    """
-    if is_model(method):
-        try:
-            model = create_model(method, scale=scale)
-        except TypeError:  # fixed-scale variants (kxnet_x4) take no scale: trainable anyway
-            model = None
-        if model is None or any(True for _ in model.parameters()):
-            raise ModelLoadError(f"{method!r} is an architecture without trained weights; "
-                                 "give a weights file or a shipped model name")
-        return model.to(device).eval()
-    return load_model(method, device=device, expected_scale=scale)

@@ -14,9 +14,6 @@ copy, and later changes to the model's weights are seen) or from a config like a
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-
 import torch.nn as nn
 
 from ..physics.reference import image_step_gradient_reference, kernel_step_gradient_reference
@@ -51,16 +48,22 @@ class KXNetReference(KXNet):
 
     @classmethod
     def from_model(cls, model: KXNet) -> "KXNetReference":
-        """The reference twin of ``model``: the same parameter and buffer objects, so it sees
-        the model's weights (and their later updates); ``model`` itself is left unchanged."""
+        """The reference twin of ``model``: the same parameter, buffer and submodule objects,
+        so it sees the model's weights (and their later updates); ``model`` itself is left
+        unchanged (the twin has registries of its own, so replacing its stages touches only it)."""
         if not isinstance(model, KXNet):
             raise TypeError(f"expected a KXNet, got {type(model).__name__}")
-        ref = copy.copy(model)  # shallow: parameters, buffers and submodules are shared...
-        # ...but the registries are this object's own, so replacing stages leaves ``model`` alone.
-        for name in ("_parameters", "_buffers", "_modules"):
-            object.__setattr__(ref, name, OrderedDict(getattr(model, name)))
-        object.__setattr__(ref, "_non_persistent_buffers_set", set(model._non_persistent_buffers_set))
-        ref.__class__ = cls
+        ref = cls.__new__(cls)
+        nn.Module.__init__(ref)
+        for name, value in vars(model).items():   # config, an absent estimator (None), training
+            if not name.startswith("_"):
+                object.__setattr__(ref, name, value)
+        for name, param in model._parameters.items():
+            ref.register_parameter(name, param)
+        for name, buf in model._buffers.items():
+            ref.register_buffer(name, buf, persistent=name not in model._non_persistent_buffers_set)
+        for name, module in model._modules.items():
+            ref.add_module(name, module)
         ref._use_reference_stages()
         return ref
 

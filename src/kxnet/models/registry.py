@@ -26,6 +26,7 @@ __all__ = [
     "count_indexed",
     "create_model",
     "detect_architecture",
+    "factory_architecture",
     "is_model",
     "list_models",
     "register_architecture",
@@ -34,23 +35,31 @@ __all__ = [
 ]
 
 _entrypoints: dict[str, Callable[..., nn.Module]] = {}
+_factory_arch: dict[str, str] = {}
 _architectures: dict[str, "Architecture"] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register ``fn`` under its own name; a second factory with the same name is a bug."""
-    name = fn.__name__
-    if name in _entrypoints:
-        raise ValueError(f"model {name!r} is already registered")
-    _entrypoints[name] = fn
-    return fn
+def register_model(fn: Callable[..., nn.Module] | None = None, *, arch: str | None = None):
+    """Register ``fn`` under its own name as a factory of architecture ``arch`` (default: the
+    same name); use as ``@register_model`` or ``@register_model(arch="usrnet")``. A second
+    factory with the same name is a bug."""
+    def add(f: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = f.__name__
+        if name in _entrypoints:
+            raise ValueError(f"model {name!r} is already registered")
+        _entrypoints[name] = f
+        _factory_arch[name] = arch or name
+        return f
+
+    return add(fn) if fn is not None else add
 
 
 def register_scale_variants(factory: Callable[..., nn.Module], scales=(2, 3, 4)) -> Callable[..., nn.Module]:
-    """Register ``factory`` and one fixed-scale variant ``{name}_x{s}`` per scale (``kxnet_x4``)."""
+    """Register ``factory`` and one fixed-scale variant ``{name}_x{s}`` per scale (``kxnet_x4``),
+    all of the architecture named like the factory."""
     register_model(factory)
     for s in scales:
-        register_model(_fixed_scale(factory, s))
+        register_model(_fixed_scale(factory, s), arch=factory.__name__)
     return factory
 
 
@@ -61,6 +70,13 @@ def _fixed_scale(factory: Callable[..., nn.Module], scale: int) -> Callable[...,
     fixed.__name__ = fixed.__qualname__ = f"{factory.__name__}_x{scale}"
     fixed.__doc__ = f"{factory.__name__} at ×{scale}; other arguments as :func:`{factory.__name__}`."
     return fixed
+
+
+def factory_architecture(name: str) -> "Architecture":
+    """The architecture a registered factory builds (``usrnet_tiny`` → ``usrnet``)."""
+    if name not in _entrypoints:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return architecture(_factory_arch[name])
 
 
 def is_model(name: str) -> bool:
@@ -81,14 +97,31 @@ def create_model(name: str, **overrides) -> nn.Module:
 
 @dataclass(frozen=True)
 class Architecture:
-    """How one trainable method is built, saved and recognised.
+    """One method: how it is built, saved and recognised, and what it can do.
 
     ``model_class(config)`` builds it; ``config_class`` is a dataclass with ``to_dict`` /
     ``from_dict`` and at least ``scale`` and ``setting``. ``detect(state)`` says whether a
-    state dict in the authors' layout is this method's (cheap, by key names); then
-    ``infer_config(state)`` reads every hyper-parameter from tensor shapes and raises
-    ``ValueError`` with the reason when it cannot. ``optional_keys`` may be missing from a
-    file (unused tensors the release saves). ``summary(config)`` is a short human label.
+    state dict in the authors' layout is this method's (cheap, by key names), tried in
+    descending ``detect_priority`` (a pair's state holds its parts' keys, so the pair goes
+    first); then ``infer_config(state)`` reads every hyper-parameter from tensor shapes and
+    raises ``ValueError`` with the reason when it cannot. ``optional_keys`` may be missing from
+    a file (unused tensors the release saves). ``summary(config)`` is a short human label.
+
+    The rest describes what the method can do. The loader, trainer, evaluation, benchmark,
+    upscaler, CLI and demo read these fields here; nothing probes a model for them:
+
+    * ``blind``: runs from the LR image alone (False: needs a kernel, e.g. USRNet alone);
+    * ``kernel_input``: what ``forward(y, kernel=…)`` takes — ``"hr"`` an HR blur kernel (a
+      user's known kernel, the oracle's true one), ``"condition"`` only the method's own
+      estimate (``SROutput.condition``: DCLS's LR-space kernel), None nothing;
+    * ``estimates_kernel``: ``SROutput.kernel`` is an HR blur-kernel estimate;
+    * ``noise_input``: ``forward(…, sigma=σ/255)`` takes the noise level (the oracle passes it);
+    * ``oracle_condition(model, hr, k)``: what ``forward(kernel=…)`` takes for the true HR
+      kernel ``k``, where that is not ``k`` itself (DCLS);
+    * ``min_input_side``: LR sides below it are padded before the network;
+    * ``optimize(model)``: an inference module with the same outputs, faster (None: the model);
+    * ``loss``: the dataclass of its training loss weights (``train.loss`` in a recipe);
+    * ``label``: its name in the paper's tables.
     """
 
     name: str
@@ -98,6 +131,37 @@ class Architecture:
     infer_config: Callable[[dict[str, torch.Tensor]], Any]
     optional_keys: frozenset[str] = field(default_factory=frozenset)
     summary: Callable[[Any], str] = lambda config: ""
+    detect_priority: int = 0
+    blind: bool = True
+    kernel_input: str | None = "hr"
+    estimates_kernel: bool = True
+    noise_input: bool = False
+    oracle_condition: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any] | None = None
+    min_input_side: int = 8
+    optimize: Callable[[nn.Module], nn.Module] | None = None
+    loss: type | None = None
+    label: str = ""
+
+    def __post_init__(self):
+        if self.kernel_input not in KERNEL_INPUTS:
+            raise ValueError(f"{self.name}: kernel_input must be one of {KERNEL_INPUTS}, got {self.kernel_input!r}")
+        if not self.blind and self.kernel_input != "hr":
+            raise ValueError(f"{self.name}: a method that is not blind must take an HR kernel")
+
+    def oracle_kernel(self, model: nn.Module, hr: torch.Tensor, kernel: torch.Tensor):
+        """What ``model(lr, kernel=…)`` takes to run with the true HR kernel ``kernel``."""
+        return kernel if self.oracle_condition is None else self.oracle_condition(model, hr, kernel)
+
+    def runner(self, model: nn.Module) -> nn.Module:
+        """The module inference calls: ``optimize(model)`` where the method has one, on a CPU
+        float32 model (the fused path is built for oneDNN; elsewhere the model is as fast)."""
+        param = next(model.parameters(), None)
+        if self.optimize is None or param is None or param.device.type != "cpu" or param.dtype != torch.float32:
+            return model
+        return self.optimize(model)
+
+
+KERNEL_INPUTS = ("hr", "condition", None)
 
 
 def register_architecture(arch: Architecture) -> Architecture:
@@ -137,5 +201,7 @@ def count_indexed(state: dict[str, torch.Tensor], prefix: str) -> int:
 
 
 def detect_architecture(state: dict[str, torch.Tensor]) -> Architecture | None:
-    """The architecture whose ``detect`` accepts ``state``, or None."""
-    return next((a for a in _architectures.values() if a.detect(state)), None)
+    """The architecture whose ``detect`` accepts ``state`` (highest ``detect_priority`` first,
+    then by name, so the answer does not depend on import order), or None."""
+    ordered = sorted(_architectures.values(), key=lambda a: (-a.detect_priority, a.name))
+    return next((a for a in ordered if a.detect(state)), None)

@@ -154,9 +154,6 @@ def estimate_noise_level(y: torch.Tensor) -> torch.Tensor:
 class USRNet(nn.Module):
     """USRNet; ``forward(y, kernel, sigma)`` → :class:`~kxnet.models.SROutput` (non-blind)."""
 
-    needs_kernel = True        # evaluation and validation run it with the true kernels
-    takes_noise_level = True   # forward(..., sigma=) — the oracle row passes the true σ
-
     def __init__(self, config: USRNetConfig):
         super().__init__()
         self.config = c = config
@@ -241,7 +238,7 @@ def usrnet(scale: int = 4, setting: int = 2, **config) -> USRNet:
     return USRNet(USRNetConfig(scale=scale, setting=setting, **config))
 
 
-@register_model
+@register_model(arch="usrnet")
 def usrnet_tiny(scale: int = 4, setting: int = 2, **config) -> USRNet:
     """USRNet-tiny (KAIR's ``train_usrnet.json``): 6 iterations, widths 16/32/64/64, HyPaNet 32."""
     return usrnet(scale=scale, setting=setting, **{**TINY_USRNET, **config})
@@ -281,8 +278,16 @@ def _infer_usrnet_config(state: dict) -> USRNetConfig:
                         h_nc=state["h.mlp.0.weight"].shape[0])
 
 
+@dataclass
+class USRNetLoss:
+    """KAIR's loss: ``image_weight_last``·L1(x_n, X) on the last iteration (docs/kenet_usrnet.md)."""
+
+    image_weight_last: float = 1.0
+
+
 register_architecture(Architecture(
     name="usrnet", model_class=USRNet, config_class=USRNetConfig,
     detect=_is_usrnet_state, infer_config=_infer_usrnet_config,
     summary=lambda c: f"{c.n_iter} iterations, widths {'/'.join(map(str, c.nc))}, non-blind",
+    blind=False, noise_input=True, loss=USRNetLoss, label="USRNet",
 ))

@@ -22,15 +22,18 @@ from .operators import (
     reflect_pad_adjoint,
 )
 from .fourier import otf2psf, psf2otf
+from .phases import back_project_phases, blur_downsample_adjoint_phases
 
 __all__ = [
     "SFoldSystem",
     "back_project",
     "back_project_normaliser",
+    "back_project_phases",
     "bicubic_upsample",
     "blur",
     "blur_downsample",
     "blur_downsample_adjoint",
+    "blur_downsample_adjoint_phases",
     "circular_blur_downsample",
     "downsample",
     "kernel_gradient",

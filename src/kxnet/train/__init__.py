@@ -11,11 +11,11 @@ from .config import (
     Config,
     ConfigError,
     DataConfig,
-    LossConfig,
     ModelConfig,
     TrainConfig,
     ValConfig,
     apply_overrides,
+    build_model,
     config_from_dict,
     load_config,
     save_config,
@@ -27,7 +27,8 @@ from .loss_dan import dan_loss
 from .loss_dcls import dcls_loss
 from .loss_kenet import attention_loss
 from .loss_usrnet import usrnet_loss
-from .trainer import Trainer, build_model, build_optimizer, read_metrics, train
+from .optim import build_optimizer, lr_factor
+from .trainer import Trainer, read_metrics, train
 
 __all__ = [
     "CheckpointConfig",
@@ -35,7 +36,6 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "HRImagePool",
-    "LossConfig",
     "ModelConfig",
     "ModelEMA",
     "StepBatchSampler",
@@ -56,6 +56,7 @@ __all__ = [
     "latest_checkpoint",
     "load_config",
     "load_state",
+    "lr_factor",
     "sample_seed",
     "save_config",
     "stage_weights",

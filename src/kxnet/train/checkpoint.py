@@ -22,14 +22,20 @@ from ..io import atomic_path
 __all__ = [
     "STATE_FORMAT",
     "checkpoint_stem",
-    "list_checkpoints",
-    "latest_checkpoint",
-    "save_state",
-    "load_state",
-    "prune_checkpoints",
-    "rng_state",
-    "set_rng_state",
     "export_weights",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_state",
+    "model_from_state",
+    "prune_checkpoints",
+    "restore",
+    "restore_rng",
+    "resume_point",
+    "rng_state",
+    "save_checkpoint",
+    "save_state",
+    "training_state",
+    "weights_metadata",
 ]
 
 STATE_FORMAT = "kxnet-train-state/1"
@@ -107,7 +113,7 @@ def rng_state() -> dict:
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def restore_rng(state: dict) -> None:
     random.setstate(_tuplify(state["python"]))
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
@@ -120,16 +126,124 @@ def _tuplify(x):
     return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+def weights_metadata(step: int, recipe: str | None, ema: bool, **extra) -> dict:
+    """What a weights file written by training says about where it comes from."""
+    return {"step": step, "recipe": recipe, "ema": ema, **extra}
+
+
+def training_state(trainer) -> dict:
+    """Everything a :class:`~kxnet.train.Trainer` needs to continue exactly where it is."""
+    import torch as _torch
+
+    return {
+        "format": STATE_FORMAT,
+        "step": trainer.step,
+        "model": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        "optimizer": trainer.optimizer.state_dict(),
+        "param_group_names": _group_names(trainer),
+        "model_config": trainer.model.config.to_dict(),
+        "scaler": trainer.scaler.state_dict() if trainer.scaler.is_enabled() else None,
+        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
+        "rng": rng_state(),
+        "config": trainer.cfg.to_dict(),
+        "best": dict(trainer.best),
+        "bicubic_psnr": trainer.bicubic_psnr,
+        "cpu_s": trainer.cpu_seconds(),
+        "world_size": trainer.world_size,
+        "torch_version": str(_torch.__version__),
+    }
+
+
+def _group_names(trainer) -> list[list[str]]:
+    from .optim import param_group_names
+
+    return param_group_names(trainer.model, trainer.optimizer)
+
+
+def save_checkpoint(trainer, ckpt_dir: str | os.PathLike, keep_last: int) -> Path:
+    """``step_{n}.safetensors`` (the weights, :meth:`Trainer.export`) then ``step_{n}.state``
+    (written last: its presence marks a complete checkpoint); older ones pruned."""
+    stem = Path(ckpt_dir) / checkpoint_stem(trainer.step)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    trainer.export(stem.with_suffix(".safetensors"))
+    path = save_state(training_state(trainer), stem.with_suffix(".state"))
+    prune_checkpoints(stem.parent, keep_last)
+    return path
+
+
+def model_from_state(state: dict, use_ema: bool = True):
+    """The model a ``.state`` checkpoint holds, as it was built (the checkpoint's own model
+    config, not a recipe's), with its EMA weights if present and ``use_ema``."""
+    from ..models import factory_architecture
+    from .config import config_from_dict
+
+    name = config_from_dict(state["config"], "checkpoint").model.name
+    arch = factory_architecture(name)
+    if "model_config" in state:
+        model = arch.model_class(arch.config_class.from_dict(state["model_config"]))
+    else:  # a checkpoint from before model configs were recorded: its recipe built it
+        from .config import build_model
+
+        model = build_model(config_from_dict(state["config"], "checkpoint"))
+    model.load_state_dict(state["ema"]["module"] if use_ema and state.get("ema") else state["model"])
+    return model
+
+
 def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, storage: str = "fp32",
                    use_ema: bool = True) -> Path:
     """Write the weights of a ``.state`` checkpoint as a model file (EMA weights if present)."""
-    from ..models import create_model, save_model
-    from .config import config_from_dict
+    from ..models import save_model
 
     state = load_state(state_path)
-    m = config_from_dict(state["config"], str(state_path)).model
-    weights = state["ema"]["module"] if use_ema and state.get("ema") else state["model"]
-    model = create_model(m.name, **m.factory_kwargs())
-    model.load_state_dict(weights)
-    meta = {"step": state["step"], "recipe": state["config"].get("name"), "ema": bool(use_ema and state.get("ema"))}
-    return save_model(model, out, storage=storage, extra_metadata=meta)
+    ema = bool(use_ema and state.get("ema"))
+    meta = weights_metadata(state["step"], state["config"].get("name"), ema)
+    return save_model(model_from_state(state, use_ema), out, storage=storage, extra_metadata=meta)
+
+
+def restore(trainer, state: dict, where) -> None:
+    """Put ``trainer`` where the checkpoint ``state`` (read from ``where``) stopped: weights,
+    optimiser, gradient scaler, EMA, RNG, step, CPU time, best validation and schedule."""
+    from .config import config_from_dict
+    from .ema import ModelEMA
+    from .optim import param_group_names, set_schedule
+    from .runtime import CpuClock
+
+    built = trainer.model.config.to_dict()
+    trained = config_from_dict(state["config"], str(where)).model
+    # checkpoints record the built model's config; older ones only the recipe's model section
+    if state.get("model_config", built) != built or ("model_config" not in state and trained != trainer.cfg.model):
+        raise ValueError(f"{where}: was trained as {state.get('model_config') or trained}, the recipe builds {built}")
+    groups, saved = param_group_names(trainer.model, trainer.optimizer), state.get("param_group_names")
+    sizes = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
+    if (saved is not None and saved != groups) or sizes != [len(g) for g in groups]:
+        raise ValueError(f"{where}: train.lr_mult groups the parameters differently from the checkpoint's "
+                         "optimiser; resume with the run's lr_mult")
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        trainer.scaler.load_state_dict(state["scaler"])
+    if trainer.ema is not None:   # re-made from the restored weights, then its own state if saved
+        trainer.ema = ModelEMA(trainer.model, trainer.cfg.train.ema_decay)
+        if state.get("ema"):
+            trainer.ema.load_state_dict(state["ema"])
+    restore_rng(state["rng"])
+    trainer.step = int(state["step"])
+    trainer.clock = CpuClock(float(state.get("cpu_s") or 0.0))
+    set_schedule(trainer.cfg, trainer.model, trainer.optimizer, trainer.scheduler, trainer.step)
+    trainer.best = dict(state.get("best") or trainer.best)
+    trainer.bicubic_psnr = state.get("bicubic_psnr")
+
+
+def resume_point(resume, run_dir: Path) -> tuple[dict | None, Path | None, Path | None]:
+    """``(state, its path, the run folder resumed)`` for ``resume`` (a run folder: its newest
+    checkpoint; or a ``.state`` file); all None for a fresh start, which ``run_dir`` must allow."""
+    if resume is None:
+        if list_checkpoints(run_dir / "checkpoints"):
+            raise FileExistsError(f"{run_dir}: already holds a run; resume it with --resume {run_dir} "
+                                  "or choose another run_dir/name")
+        return None, None, None
+    resume = Path(resume)
+    state_path = resume if resume.is_file() else latest_checkpoint(resume)
+    if state_path is None:
+        raise FileNotFoundError(f"{resume}: no checkpoint to resume from (checkpoints/step_*.state)")
+    return load_state(state_path), state_path, resume.resolve() if resume.is_dir() else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import types
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -26,11 +26,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
-    "LossConfig",
     "ModelConfig",
     "TrainConfig",
     "ValConfig",
     "apply_overrides",
+    "build_model",
     "config_from_dict",
     "load_config",
     "save_config",
@@ -49,21 +49,39 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Arguments of :func:`kxnet.models.create_model`: a registered name, scale and setting,
-    KXNet's ``stages`` and ``mode`` (KXNET.md §3; null = the factory's default, 19 and
-    official) and any other factory argument of the method under ``args``."""
+    """The model a recipe trains: ``name``, a registered factory (``kxnet``, ``dan``,
+    ``usrnet_tiny``, …), and its arguments, written beside the name in the recipe
+    (``scale: 4``, ``stages: 4``, …) and checked against the fields of the factory's
+    architecture's config class (:class:`~kxnet.models.KXNetConfig`, …)."""
 
     name: str = "kxnet"
-    scale: int = 4
-    setting: int = 2
-    stages: int | None = None
-    mode: str | None = None
     args: dict = field(default_factory=dict)
 
+    @property
+    def architecture(self):
+        from ..models import factory_architecture
+
+        return factory_architecture(self.name)
+
+    def method_config(self):
+        """The architecture's config these arguments describe (checked by its own class)."""
+        cls = self.architecture.config_class
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in self.args.items() if k in names})
+
+    @property
+    def scale(self) -> int:
+        return self.method_config().scale
+
+    @property
+    def setting(self) -> int:
+        return self.method_config().setting
+
     def factory_kwargs(self) -> dict:
-        kwargs = {"scale": self.scale, "setting": self.setting}
-        kwargs.update({k: v for k, v in (("stages", self.stages), ("mode", self.mode)) if v is not None})
-        return {**kwargs, **self.args}
+        return dict(self.args)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, **to_plain(self.args)}
 
 
 @dataclass
@@ -83,27 +101,11 @@ class DataConfig:
     photo: PhotoMix | None = None   # degradations beyond the paper (camera noise, JPEG): docs/photo.md
 
 
-@dataclass
-class LossConfig:
-    """Eq. 12: Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K); α_t = image_weight (t < T) / image_weight_last (t = T).
-
-    DAN scores its last iteration only: image_weight_last·L1(SRᵀ, X) + code_weight·L1(cᵀ, c_gt)
-    (:mod:`kxnet.train.loss_dan`); KXNet ignores ``code_weight``. USRNet: image_weight_last·L1(x_n, X)
-    (:mod:`.loss_usrnet`). KENet: the adaptive attention loss with thresholds ``att_lambda`` and
-    weights ``att_rho`` (:mod:`.loss_kenet`); only KENet reads these two.
-    """
-
-    image_weight: float = 0.1
-    image_weight_last: float = 1.0
-    kernel_weight: float = 0.1
-    kernel_weight_last: float = 1.0
-    code_weight: float = 1.0
-    # KXNet only, an extension (0 = Eq. 12 as published): μ·Σ_{t≥2} relu(L1(X^t) − L1(X^{t−1}))
-    # per sample, the earlier stage held fixed, so a stage that undoes its predecessor's progress
-    # costs more than the α_t weights alone charge it (shipped models must not lose PSNR by stage).
-    monotone_weight: float = 0.0
-    att_lambda: tuple[float, float] = (0.01, 0.1)      # λ₁, λ₂: fractions of the true kernel's peak
-    att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)  # ρ₀ (all taps), ρ₁ (> λ₁·peak), ρ₂ (> λ₂·peak)
+# Before each method had its own loss-weights class, train.loss held the union of them all and
+# each objective read its own; a recipe or checkpoint of that time still loads, the keys its
+# method never read being dropped (they changed nothing then either).
+_LEGACY_LOSS_KEYS = frozenset({"image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last",
+                               "code_weight", "monotone_weight", "att_lambda", "att_rho"})
 
 
 @dataclass
@@ -126,7 +128,7 @@ class TrainConfig:
                                     # equal-budget comparisons between recipes and methods
     clip_grad_norm: float = 0.0     # 0 = no clipping
     ema_decay: float = 0.0          # 0 = no EMA; otherwise the EMA weights are validated and exported
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = None                # the architecture's loss weights (KXNetLoss, DANLoss, …); default: its defaults
     seed: int = 0
     deterministic: bool = False
     threads: int = 0                # torch intra-op threads; 0 = leave torch's default
@@ -174,7 +176,9 @@ class Config:
     run_dir: str | None = None      # explicit run folder (default: out/name)
 
     def to_dict(self) -> dict:
-        return to_plain(asdict(self))
+        d = to_plain(asdict(self))
+        d["model"] = self.model.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "Config":
@@ -185,22 +189,23 @@ class Config:
             return Path(self.run_dir)
         return Path(self.out) / (self.name or "run")
 
+    def with_absolute_paths(self) -> "Config":
+        """Relative paths are relative to the working directory; a run stores them absolute."""
+        def absolute(p: str | None) -> str | None:
+            return None if p is None else str(Path(p).expanduser().resolve())
+
+        return replace(self, data=replace(self.data, hr_dirs=[absolute(d) for d in self.data.hr_dirs]),
+                       val=replace(self.val, hr_dir=absolute(self.val.hr_dir), set_dir=absolute(self.val.set_dir)),
+                       train=replace(self.train, init_weights=absolute(self.train.init_weights)),
+                       run_dir=str(self.resolved_run_dir().expanduser().resolve()), out=absolute(self.out))
+
     def validate(self, source: str = "config") -> "Config":
         """Check values that types alone cannot; raises :class:`ConfigError`."""
         def fail(key: str, msg: str):
             raise ConfigError(f"{source}: {key}: {msg}")
 
         m, d, t, v, c = self.model, self.data, self.train, self.val, self.checkpoint
-        from ..models import is_model, list_models
-
-        if not is_model(m.name):
-            fail("model.name", f"unknown model {m.name!r} (known: {', '.join(list_models())})")
-        if m.name == "kxnet":
-            from ..models import KXNetConfig
-            try:
-                KXNetConfig(**m.factory_kwargs())
-            except (TypeError, ValueError) as e:
-                fail("model", str(e))
+        _check_model(fail, m)
         if not d.hr_dirs:
             fail("data.hr_dirs", "needs at least one folder of HR images")
         _positive(fail, "data.lr_patch", d.lr_patch, minimum=4)
@@ -240,14 +245,12 @@ class Config:
             fail("train.clip_grad_norm", f"must be ≥ 0 (0 = off), got {t.clip_grad_norm}")
         if not 0 <= t.ema_decay < 1:
             fail("train.ema_decay", f"must be in [0, 1) (0 = off), got {t.ema_decay}")
-        for name in ("image_weight", "image_weight_last", "kernel_weight", "kernel_weight_last", "code_weight",
-                     "monotone_weight"):
-            if getattr(t.loss, name) < 0:
-                fail(f"train.loss.{name}", f"must be ≥ 0, got {getattr(t.loss, name)}")
-        if any(r < 0 for r in t.loss.att_rho):
-            fail("train.loss.att_rho", f"each must be ≥ 0, got {list(t.loss.att_rho)}")
-        if not all(0 <= lam < 1 for lam in t.loss.att_lambda):
-            fail("train.loss.att_lambda", f"each must be in [0, 1), got {list(t.loss.att_lambda)}")
+        for key, value in (asdict(t.loss) if t.loss is not None else {}).items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(x < 0 for x in values):
+                fail(f"train.loss.{key}", f"must be ≥ 0, got {value}")
+            if key == "att_lambda" and not all(x < 1 for x in values):
+                fail(f"train.loss.{key}", f"each must be in [0, 1), got {list(values)}")
         _positive(fail, "train.seed", t.seed, minimum=0)
         _positive(fail, "train.threads", t.threads, minimum=0)
         if t.device != "auto" and t.device != "cpu" and not (t.device == "cuda" or t.device.startswith("cuda:")):
@@ -275,6 +278,41 @@ class Config:
         _positive(fail, "checkpoint.every", c.every, minimum=0)
         _positive(fail, "checkpoint.keep_last", c.keep_last)
         return self
+
+
+def _check_model(fail, m: ModelConfig) -> None:
+    """The factory exists and its arguments are fields of its architecture's config, with
+    values that config accepts."""
+    from ..models import is_model, list_models
+
+    if not is_model(m.name):
+        close = difflib.get_close_matches(m.name, list_models(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        fail("model.name", f"unknown model {m.name!r}{hint} (known: {', '.join(list_models())})")
+    arch = m.architecture
+    known = [f.name for f in fields(arch.config_class)]
+    for key in m.args:
+        if key not in known:
+            fail(f"model.{key}", _unknown_key_message(f"model.{key}", key, known).split(": ", 1)[-1]
+                 + f" of a {arch.name} model")
+    try:
+        m.method_config()
+    except (TypeError, ValueError) as e:
+        fail("model", str(e))
+
+
+def build_model(cfg: Config):
+    """The architecture a recipe names, freshly initialised (seed the RNG first)."""
+    from ..models import create_model
+
+    m = cfg.model
+    try:
+        model = create_model(m.name, **m.factory_kwargs())
+    except TypeError as e:
+        raise ValueError(f"model.name {m.name!r} does not take {sorted(m.factory_kwargs())} ({e})") from None
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"model {m.name!r} has no trainable parameters")
+    return model
 
 
 def _positive(fail, key: str, value: int, minimum: int = 1) -> None:
@@ -321,6 +359,8 @@ def _coerce(value: Any, tp, key: str):
         if not isinstance(value, dict):
             raise _Mismatch
         return _build(tp, value, key)
+    if tp is Any:                      # typed later (train.loss, by the model's architecture)
+        return value
     if tp is dict:                     # free-form arguments (model.args): checked by their user
         if not isinstance(value, dict):
             raise _Mismatch
@@ -398,11 +438,48 @@ def config_from_dict(data: dict | None, source: str = "config") -> Config:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    data = dict(data)
+    model = data.get("model")
+    if model is not None and not isinstance(model, dict):
+        raise ConfigError(f"{source}: model: expected a mapping, got {model!r}")
+    data["model"] = _model_section(model or {})
+    train = data.get("train")
+    raw_loss = train.get("loss") if isinstance(train, dict) else None
     try:
         cfg = _build(Config, data)
+        cfg.train.loss = _loss_weights(cfg.model, raw_loss)
     except _KeyError as e:
         raise ConfigError(f"{source}: {e}") from None
+    except ValueError as e:     # an unknown model name: validate() says it with the known ones
+        if "unknown model" not in str(e):
+            raise
+        cfg.train.loss = None
     return cfg.validate(source)
+
+
+def _model_section(model: dict) -> dict:
+    """``{name, arg: value, …}`` → ``{name, args}``; a recipe of the earlier layout kept the
+    arguments other than scale/setting/stages/mode under ``args``, and null meant the default."""
+    model = dict(model)
+    name = model.pop("name", ModelConfig.name)
+    legacy = model.pop("args", None) or {}
+    args = {**model, **legacy}
+    return {"name": name, "args": {k: v for k, v in args.items() if v is not None}}
+
+
+def _loss_weights(model: ModelConfig, raw):
+    """``train.loss`` as the architecture's loss-weights dataclass (None for a method trained
+    as separate parts, which has none); a key of no method is refused with the known ones."""
+    cls = model.architecture.loss
+    raw = dict(raw or {})
+    names = [f.name for f in fields(cls)] if cls is not None else []
+    for k in raw:
+        if k not in names and k not in _LEGACY_LOSS_KEYS:
+            raise _KeyError(_unknown_key_message(f"train.loss.{k}", k, names)
+                            + f" for a {model.architecture.name} model")
+    if cls is None:
+        return None
+    return _build(cls, {k: v for k, v in raw.items() if k in names}, "train.loss")
 
 
 # ----------------------------------------------------------------------------- overrides
@@ -412,7 +489,9 @@ def _schema_type(path: list[str], override: str):
     for i, name in enumerate(path):
         if get_origin(cls) in (Union, types.UnionType):   # an optional section (data.photo): its dataclass
             cls = next((a for a in get_args(cls) if is_dataclass(a)), cls)
-        if cls is dict:                # model.args.loops=4: any key below a free-form mapping
+        if cls is dict or cls is Any:  # train.loss.x: checked once the model is known
+            return Any
+        if cls is ModelConfig and name != "name":   # model.stages=6: the architecture checks it
             return Any
         if not is_dataclass(cls):
             raise ConfigError(f"override {override!r}: {'.'.join(path[:i])} is not a section")

@@ -31,6 +31,7 @@ __all__ = [
     "TrainingSamples",
     "StepBatchSampler",
     "build_loader",
+    "recipe_samples",
     "sample_seed",
     "rank_slice",
 ]
@@ -239,3 +240,17 @@ def build_loader(dataset: TrainingSamples, first: int, last: int, global_batch: 
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, pin_memory=pin_memory,
                       worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=2 if workers else None)
+
+
+def recipe_samples(cfg, say=lambda msg: None, progress: bool = False) -> TrainingSamples:
+    """The training samples a recipe describes (``data`` section), its photos decoded into
+    memory up front when they fit ``data.cache_mb``."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    crop = d.lr_patch * m.scale
+    pool = HRImagePool(d.hr_dirs, crop, d.small_images, d.recursive, d.cache_mb * 2 ** 20 if d.cache_in_memory else 0)
+    if pool.skipped or pool.padded:
+        say(f"HR images: {len(pool)} used ({pool.padded} mirror-padded to {crop}×{crop}), "
+            f"{len(pool.skipped)} skipped as too small")
+    if d.cache_in_memory:
+        pool.preload(progress=progress)
+    return TrainingSamples(pool, m.scale, m.setting, d.lr_patch, t.seed, d.hflip, d.vflip, d.transpose, d.photo)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import LossConfig
+from ..models.kxnet import KXNetLoss
 
 __all__ = ["Objective", "bare_model", "blind_forward", "kxnet_loss", "objective_for", "register_objective",
            "stage_weights", "widen"]
@@ -91,14 +91,14 @@ def stage_weights(stages: int, weight: float, last_weight: float) -> list[float]
 
 
 def kxnet_loss(output, hr: torch.Tensor, kernel: torch.Tensor,
-               weights: LossConfig | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               weights: KXNetLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 12 on a :class:`~kxnet.models.KXNetOutput`; returns ``(total, parts)``.
 
     ``parts`` holds the (detached) last-stage terms ``image`` and ``kernel`` and the ``total``.
     The terms are computed in float32 even when the forward ran under autocast. A model without
     stage lists (a baseline) is scored on ``sr`` (and ``kernel`` if it estimates one) alone.
     """
-    w = weights or LossConfig()
+    w = weights or KXNetLoss()
     images = list(output.stage_images) or [output.sr]
     kernels = list(output.stage_kernels) or ([output.kernel] if output.kernel is not None else [])
     hr = hr.float()

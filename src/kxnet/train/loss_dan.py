@@ -13,18 +13,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import LossConfig
+from ..models.dan import DANLoss
 from .loss import Batch, Objective, bare_model, register_objective, widen
 
 __all__ = ["dan_loss"]
 
 
 def dan_loss(output, hr: torch.Tensor, code_target: torch.Tensor,
-             weights: LossConfig | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+             weights: DANLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The last-iteration loss on a DAN's blind :class:`~kxnet.models.SROutput` (whose
     ``condition`` is the final code cᵀ); returns ``(total, parts)``, ``parts["kernel"]`` being
     the code term."""
-    w = weights or LossConfig()
+    w = weights or DANLoss()
     image = F.l1_loss(widen(output.sr), widen(hr))
     code = F.l1_loss(widen(output.condition), widen(code_target))
     total = w.image_weight_last * image + w.code_weight * code

@@ -1,8 +1,8 @@
 """DCLS's training objective (BASELINES.md §2.2, §2.4; release ``B_Model.optimize_parameters``).
 
 ``L = image_weight_last · L1(SR, HR) + kernel_weight_last · L1(k̂, k_l)``, mean-reduced, 1:1 by
-default as the release. DCLS is single-pass, so only the ``*_last`` weights of
-:class:`~kxnet.train.config.LossConfig` apply (its output is its last "stage"). ``k̂`` is the
+default as the release (:class:`~kxnet.models.DCLSLoss`; DCLS is single-pass, so its output
+is its last "stage"). ``k̂`` is the
 Estimator's LR-space kernel (the output's ``condition``); the target ``k_l`` is the
 reformulated kernel of the batch's clean HR patch under its true HR kernel, recomputed here
 from ``hr`` and ``kernel`` (:func:`kxnet.models.dcls_fourier.reformulated_kernel`): it is the
@@ -19,17 +19,17 @@ import torch
 import torch.nn.functional as F
 
 from ..models.dcls_fourier import reformulated_kernel
-from .config import LossConfig
+from ..models.dcls import DCLSLoss
 from .loss import Objective, register_objective
 
 __all__ = ["dcls_loss"]
 
 
 def dcls_loss(output, hr: torch.Tensor, kernel: torch.Tensor, scale: int,
-              weights: LossConfig | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              weights: DCLSLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss on a DCLS :class:`~kxnet.models.SROutput`; returns ``(total, parts)`` like
     :func:`~kxnet.train.loss.kxnet_loss` (``parts["kernel"]`` is the LR-space kernel term)."""
-    w = weights or LossConfig()
+    w = weights or DCLSLoss()
     estimate = output.condition.float()
     target = reformulated_kernel(hr.float(), kernel.float(), scale, estimate.shape[-1])
     image_term = F.l1_loss(output.sr.float(), hr.float())

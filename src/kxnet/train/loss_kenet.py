@@ -2,7 +2,7 @@
 
 ``k*_λ(i,j) = k*(i,j)`` where ``k_gt(i,j) > λ·max(k_gt)``, else ``k_gt(i,j)``; then
 ``L_att = ρ₀‖k* − k_gt‖₁ + ρ₁‖k*_λ₁ − k_gt‖₁ + ρ₂‖k*_λ₂ − k_gt‖₁`` with (λ₁, λ₂) = (0.01, 0.1) and
-(ρ₀, ρ₁, ρ₂) = (0.01, 0.1, 1) (``LossConfig.att_lambda`` / ``att_rho``). The paper does not say
+(ρ₀, ρ₁, ρ₂) = (0.01, 0.1, 1) (``KENetLoss.att_lambda`` / ``att_rho``). The paper does not say
 how ‖·‖₁ is normalised; every term here is the mean over all l² taps and the batch, so a masked
 term is its kept taps' absolute errors summed and divided by l² (not by the number kept), and
 its gradient reaches the kept taps only (the others hold the constant k_gt).
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from .config import LossConfig
+from ..models.kenet import KENetLoss
 from .loss import Objective, register_objective, widen
 
 __all__ = ["attention_loss"]
 
 
-def attention_loss(estimate: torch.Tensor, target: torch.Tensor, weights: LossConfig | None = None):
+def attention_loss(estimate: torch.Tensor, target: torch.Tensor, weights: KENetLoss | None = None):
     """``(L_att, parts)`` for B×l×l kernels; ``parts["kernel"]`` is the plain mean L1 (ρ₀'s term)."""
-    w = weights or LossConfig()
+    w = weights or KENetLoss()
     k = widen(estimate)
     gt = target.to(k.dtype)
     peak = gt.flatten(1).max(dim=1).values.reshape(-1, 1, 1)

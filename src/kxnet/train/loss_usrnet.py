@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import LossConfig
+from ..models.usrnet import USRNetLoss
 from .loss import Batch, Objective, register_objective, widen
 
 __all__ = ["usrnet_forward", "usrnet_loss"]
@@ -22,9 +22,9 @@ def usrnet_forward(model: nn.Module, batch: Batch):
     return model(batch["lr"], kernel=batch["kernel"], sigma=batch["noise"].float() / 255.0)
 
 
-def usrnet_loss(output, hr: torch.Tensor, weights: LossConfig | None = None):
+def usrnet_loss(output, hr: torch.Tensor, weights: USRNetLoss | None = None):
     """``(total, parts)`` for a USRNet :class:`~kxnet.models.SROutput`; no kernel term."""
-    w = weights or LossConfig()
+    w = weights or USRNetLoss()
     sr = widen(output.sr)
     image = F.l1_loss(sr, hr.to(sr.dtype))
     total = w.image_weight_last * image

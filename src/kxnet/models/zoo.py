@@ -1,0 +1,261 @@
+"""The shipped weights: one typed entry per file in ``kxnet/weights/manifest.json``.
+
+Like timm's pretrained configs, every shipped file is described by a :class:`WeightsEntry`
+(which architecture and config, its SHA-256, how it was trained, every benchmark cell it was
+measured on). The manifest is read, checked and written only here — by the loader, by
+``kxnet models`` and by the shipping rule (:func:`ship`), which replaces a file only when the
+complete benchmark cells it shares with the shipped one improve (docs/model-zoo.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch.nn as nn
+
+from ..io import atomic_write_json, file_sha256
+
+__all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "grown_note",
+           "improved_cells", "read_manifest", "record_cells", "reduced_note", "ship", "write_manifest"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+# What every one of the paper's six recipes trains with (the release's configs; docs/training.md)
+PAPER_TRAINING = {"stages": 19, "lr_patch": 64, "batch": 12, "iterations": 1_000_000}
+# Photo models are what `kxnet sr` runs by default once they are shipped (docs/photo.md);
+# evaluation and the benchmark keep the paper's models.
+PHOTO_MODELS = {4: "kxnet_x4.photo", 2: "kxnet_x2.photo"}
+
+
+@dataclass
+class WeightsEntry:
+    """One shipped weights file and everything measured about it.
+
+    ``benchmarks`` maps a cell key (``Set5/setting2/x4/noise0``; degradations beyond the paper
+    append their tag, ``…/noise5_jpeg75``) to the cell as :func:`cells_of_results` stores it;
+    ``improved_cells`` are the cells that rose when this file replaced the one before it.
+    ``notes`` holds measured facts that only some files have (the fp16 cost, grown stages).
+    """
+
+    name: str
+    file: str
+    sha256: str
+    bytes: int
+    arch: str
+    config: dict
+    parameters: int
+    storage: str
+    iterations: int
+    hardware: str
+    training_data: str
+    recipe: dict = field(default_factory=dict)
+    training_hours: float | None = None
+    reduced: str | None = None
+    benchmarks: dict = field(default_factory=dict)
+    improved_cells: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+    folder: Path = field(default=WEIGHTS_DIR, repr=False, compare=False)   # the manifest's (not stored)
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.file
+
+    def cell(self, key: str) -> dict | None:
+        """A complete cell by key, or None."""
+        c = self.benchmarks.get(key)
+        return c if isinstance(c, dict) and c.get("full", True) else None
+
+    def reference_cell(self) -> dict | None:
+        """The one cell every model has: complete Set5, σn 0, its own setting and scale."""
+        return self.cell(f"Set5/setting{self.config.get('setting')}/x{self.config.get('scale')}/noise0")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        del d["name"], d["folder"]
+        return d
+
+    @classmethod
+    def from_dict(cls, name: str, d: dict, source: str = "manifest", folder: Path = WEIGHTS_DIR) -> "WeightsEntry":
+        known = {f.name for f in fields(cls)} - {"name", "folder"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{source}: entry {name!r} has unknown fields {unknown} (known: {sorted(known)})")
+        required = [f.name for f in fields(cls)
+                    if f.name not in ("name", "folder") and f.default is MISSING and f.default_factory is MISSING]
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ValueError(f"{source}: entry {name!r} lacks {missing}")
+        entry = cls(name=name, folder=Path(folder), **d)
+        for key, kind in (("file", str), ("sha256", str), ("arch", str), ("bytes", int), ("parameters", int),
+                          ("iterations", int), ("config", dict), ("benchmarks", dict), ("notes", dict)):
+            if not isinstance(getattr(entry, key), kind):
+                raise ValueError(f"{source}: entry {name!r}: {key} must be {kind.__name__}, "
+                                 f"got {type(getattr(entry, key)).__name__}")
+        return entry
+
+
+def read_manifest(path: str | os.PathLike | None = None) -> dict[str, WeightsEntry]:
+    """Every entry of the manifest (default: the package's; empty when no weights are
+    installed); a malformed entry is a ``ValueError`` naming it."""
+    path = Path(MANIFEST if path is None else path)
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {name: WeightsEntry.from_dict(name, d, str(path), path.parent) for name, d in raw.items()}
+
+
+def write_manifest(entries: dict[str, WeightsEntry], path: str | os.PathLike | None = None) -> Path:
+    """Write the manifest atomically, entries and their cells in sorted order."""
+    out = {}
+    for name in sorted(entries):
+        d = entries[name].to_dict()
+        d["benchmarks"] = dict(sorted(d["benchmarks"].items()))
+        out[name] = d
+    return atomic_write_json(MANIFEST if path is None else path, out)
+
+
+def default_model(scale: int, photos: bool = True, entries: dict[str, WeightsEntry] | None = None) -> str:
+    """The shipped name used when none is given: the photo model of the scale where one is
+    shipped and ``photos`` (``kxnet sr``, ``super_resolve``), else the setting-2 model (the
+    paper's protocol: ``kxnet eval``, ``kxnet benchmark``)."""
+    entries = read_manifest() if entries is None else entries
+    photo = PHOTO_MODELS.get(scale)
+    if photos and photo in entries:
+        return photo
+    return f"kxnet_x{scale}.setting2"
+
+
+# ------------------------------------------------------------------------ the shipping rule
+
+def cells_of_results(results: str | os.PathLike, model_name: str) -> dict:
+    """The cells of ``model_name`` in a ``kxnet benchmark`` results.json, as manifest cells."""
+    out = {}
+    for c in json.loads(Path(results).read_text())["cells"]:
+        if c["model"] != model_name:
+            continue
+        out[c["key"]] = {
+            "psnr": round(c["psnr"], 4), "ssim": round(c["ssim"], 4), "bicubic_psnr": round(c["bicubic_psnr"], 4),
+            "bicubic_ssim": round(c["bicubic_ssim"], 4), "images": c["images"], "pairs": c["pairs"], "full": c["full"],
+            "paper_psnr": c["paper"][0] if c.get("paper") else None,
+            "oracle_psnr": round(c["oracle_psnr"], 4) if c.get("oracle_psnr") is not None else None,
+            "stage_psnr": [round(v, 3) for v in c["stage_psnr"]],
+            "kernel": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in (c.get("kernel") or {}).items()},
+            **({"degradation": c["degradation"]} if c.get("degradation") else {}),
+        }
+    if not out:
+        raise ValueError(f"{results}: no cells of model {model_name!r}")
+    return out
+
+
+def improved_cells(new: dict, old: dict) -> list[str]:
+    """The complete cells that improve, if the new weights are better overall: of the complete
+    cells both have measured on the same images, the mean PSNR must rise (one better cell does
+    not excuse worse ones). Empty when they are not better, or share no complete cell."""
+    shared = [k for k, c in new.items()
+              if c.get("full", True) and k in old and old[k].get("images") == c["images"]]
+    if not shared or sum(new[k]["psnr"] - old[k]["psnr"] for k in shared) <= 0:
+        return []
+    return sorted(k for k in shared if new[k]["psnr"] > old[k]["psnr"])
+
+
+def reduced_note(recipe: dict, config, iterations: int) -> str | None:
+    """How KXNet weights and their (last) recipe fall short of the paper's training; None when
+    they do not, or for a model without stages (the other methods' papers train otherwise)."""
+    stages = getattr(config, "stages", None)
+    if stages is None:
+        return None
+    used = {"LR patch": recipe["data"]["lr_patch"], "batch": recipe["train"]["batch"], "iterations": iterations}
+    paper = {"LR patch": PAPER_TRAINING["lr_patch"], "batch": PAPER_TRAINING["batch"],
+             "iterations": PAPER_TRAINING["iterations"]}
+    short = [f"{stages} stages instead of {PAPER_TRAINING['stages']}"] if stages < PAPER_TRAINING["stages"] else []
+    short += [f"{k} {v:,} instead of {paper[k]:,}" for k, v in used.items() if v < paper[k]]
+    return "reduced configuration: " + ", ".join(short) if short else None
+
+
+def grown_note(recipe: dict, config) -> str | None:
+    """What a recipe does not say about weights grown after training (``kxnet convert
+    --stages``): which stages were added untrained; None when the stages are the recipe's."""
+    trained = (recipe.get("model") or {}).get("stages")
+    stages = getattr(config, "stages", None)
+    if not trained or not stages or stages <= trained:
+        return None
+    added = f"stage {stages} is a copy" if stages == trained + 1 else f"stages {trained + 1}–{stages} are copies"
+    return (f"trained with {trained} stages; {added} of stage {trained} added after training "
+            f"(kxnet convert --stages {stages}), untrained")
+
+
+def _same_tensors(path: Path, model: nn.Module, storage: str) -> bool:
+    """Whether ``path`` already holds ``model`` as ``storage`` keeps it, compared after a round
+    trip through ``save_model`` (the one place that rounds): re-shipping the same weights must
+    not add a new blob to git."""
+    import torch
+
+    from .loading import load_model, save_model
+
+    if not path.is_file():
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        stored = load_model(save_model(model, Path(tmp) / "w.safetensors", storage=storage)).state_dict()
+    shipped = load_model(path).state_dict()
+    return shipped.keys() == stored.keys() and all(torch.equal(shipped[k], v) for k, v in stored.items())
+
+
+_STORAGE_TEXT = {"fp32": "safetensors, float32",
+                 "fp16": "safetensors, float16 (loaded as float32)",
+                 "int8": "safetensors, int8 convolution weights (a float32 scale per output channel), the rest "
+                         "float16 (loaded as float32)"}
+
+
+def ship(model: nn.Module, name: str, *, recipe: dict, iterations: int, cells: dict, hardware: str,
+         training_data: str, storage: str = "fp16", training_hours: float | None = None, notes: dict | None = None,
+         force: bool = False, manifest: str | os.PathLike | None = None) -> WeightsEntry:
+    """Put ``model`` into the package as ``name``: its file replaced (never a second version
+    beside it) and its manifest entry rewritten — only if :func:`improved_cells` says the
+    complete cells it shares with the shipped entry improve (or ``force``). Raises
+    ``ValueError`` when they do not."""
+    from .loading import save_model
+    from .registry import architecture_of
+
+    manifest = Path(MANIFEST if manifest is None else manifest)
+    folder = manifest.parent
+    entries = read_manifest(manifest)
+    old = entries.get(name)
+    better = improved_cells(cells, old.benchmarks if old else {})
+    if old is not None and not better and not force:
+        raise ValueError(f"{name}: no complete benchmark cell improves on the shipped weights; not replaced")
+    file_name = name.replace(".", "_") + ".safetensors"
+    target = folder / file_name
+    folder.mkdir(parents=True, exist_ok=True)
+    if not _same_tensors(target, model, storage):
+        save_model(model, target, storage=storage, extra_metadata={"name": name, "iterations": iterations})
+    config = model.config
+    notes = dict(notes or {})
+    grown = grown_note(recipe, config)
+    if grown:
+        notes["grown"] = grown
+    entry = WeightsEntry(
+        name=name, folder=folder, file=file_name, sha256=file_sha256(target), bytes=target.stat().st_size,
+        arch=architecture_of(model).name, config=config.to_dict(), parameters=sum(p.numel() for p in model.parameters()),
+        storage=_STORAGE_TEXT[storage], iterations=iterations, hardware=hardware, training_data=training_data,
+        recipe={k: recipe.get(k) for k in ("model", "data", "train")}, training_hours=training_hours,
+        reduced=reduced_note(recipe, config, iterations), benchmarks=cells, improved_cells=better, notes=notes)
+    if old is not None and old.file != file_name:
+        (folder / old.file).unlink(missing_ok=True)
+    entries[name] = entry
+    write_manifest(entries, manifest)
+    return entry
+
+
+def record_cells(name: str, cells: dict, manifest: str | os.PathLike | None = None) -> WeightsEntry:
+    """Add cells measured on the shipped file ``name`` to its entry (a cell measured again
+    replaces the old one); the weights stay as they are."""
+    entries = read_manifest(manifest)
+    if name not in entries:
+        raise ValueError(f"{manifest}: no entry {name!r}")
+    entries[name].benchmarks.update(cells)
+    write_manifest(entries, manifest)
+    return entries[name]
