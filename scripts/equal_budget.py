@@ -121,7 +121,7 @@ def report(args) -> None:
                      + " | – | – |")
     for method in ("DAN", "KXNet"):  # the published, fully trained models on this protocol (no DCLS/KENet cells exist)
         cells = [paper_value(method, 2, noise, 4, set_name) for set_name, noise in specs]
-        lines.append(f"| paper: {method}, fully trained (RESULTS.md) | – | – | – | – | " +
+        lines.append(f"| paper: {method}, fully trained (the paper's table) | – | – | – | – | " +
                      " | ".join(f"{c[0]:.2f} / {c[1]:.4f}" for c in cells) + " | – | – |")
     table = "\n".join(lines) + "\n"
     print(table)

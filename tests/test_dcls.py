@@ -60,7 +60,7 @@ def test_parameter_counts_are_the_releases(scale, p, total):
         m = create_model("dcls", scale=scale, kernel_size=p)
     assert m.config.filter_structures == FILTER_STRUCTURES[p]
     assert sum(t.numel() for t in m.parameters()) == total
-    if (scale, p) == (4, 21):  # BASELINES.md §2.3's split
+    if (scale, p) == (4, 21):  # the release's split (docs/dcls.md)
         assert sum(t.numel() for t in m.Restorer.parameters()) == 6_931_051
         assert sum(t.numel() for t in m.Estimator.parameters()) == 6_695_136
         assert sum(t.numel() for t in m.Estimator.dec.parameters()) == 6_373_600

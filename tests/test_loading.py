@@ -1,4 +1,4 @@
-"""Weights in and out: our safetensors, the authors' .pth layouts (KXNET.md §4), clear failures."""
+"""Weights in and out: our safetensors, the authors' .pth layouts (docs/kxnet.md, "Weights layout"), clear failures."""
 
 import json
 

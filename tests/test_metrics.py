@@ -1,4 +1,4 @@
-"""The benchmark metrics (KXNET.md §6) against scikit-image and hand computations."""
+"""The benchmark metrics (docs/protocol.md, "Metrics") against scikit-image and hand computations."""
 
 import math
 from pathlib import Path
@@ -234,7 +234,7 @@ def test_lr_consistency_penalises_wrong_reconstructions():
 
 
 def test_protocol_reproduces_the_papers_bicubic_cell():
-    """Set5, setting 1, ×2: HR → Gaussian8 LRs → PyTorch bicubic → §6 metric (KXNET.md §6.5)."""
+    """Set5, setting 1, ×2: HR → Gaussian8 LRs → PyTorch bicubic → the protocol's metric (docs/protocol.md, "Metrics")."""
     from kxnet.kernels import benchmark_kernels
     from kxnet.physics import bicubic_upsample
 

@@ -1,4 +1,4 @@
-"""KXNet architecture (KXNET.md §3): step formulas, wiring, gradients, sizes, dtypes, devices."""
+"""KXNet architecture (docs/kxnet.md): step formulas, wiring, gradients, sizes, dtypes, devices."""
 
 import pytest
 import torch
@@ -163,7 +163,7 @@ def _spec_count(scale, p, stages=19):
     return stages * per_stage + 864 + 2 * 24 * p * p + 2 * stages
 
 
-# KXNET.md §3.6: (setting, scale) → (all parameters, trainable)
+# docs/kxnet.md's counts: (setting, scale) → (all parameters, trainable)
 SPEC_COUNTS = {
     (1, 2): (6_515_966, 6_505_382), (1, 3): (13_354_256, 13_343_672), (1, 4): (27_581_798, 27_571_214),
     (2, 2): (6_500_606, 6_497_702), (2, 3): (13_343_888, 13_338_488), (2, 4): (27_581_798, 27_571_214),

@@ -115,7 +115,7 @@ def test_decimation_keeps_top_left_and_kernel_is_centred():
 
 
 def test_spec_formula_by_hand():
-    """Y[c,i,j] = Σ_{u,v} K[u,v] · Xpad[c, s·i+u, s·j+v] (KXNET.md §1.1 step 3)."""
+    """Y[c,i,j] = Σ_{u,v} K[u,v] · Xpad[c, s·i+u, s·j+v] (docs/protocol.md, "Degradation", step 3)."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(1, 2, 9, 10, generator=gen, dtype=D)
     k = torch.rand(1, 5, 5, generator=gen, dtype=D)

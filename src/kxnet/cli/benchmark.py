@@ -25,7 +25,7 @@ def add_parser(sub):
                         "noise then JPEG 80); docs/photo.md")
     p.add_argument("--photo", action="store_true",
                    help="the cells beyond the paper instead: Set5 and Set14 at 5+jpeg75, 5+jpeg90 and cam+jpeg80 "
-                        "(setting-2 models; --sets and --noise narrow them)")
+                        "(setting-2 models; --sets narrows them)")
     p.add_argument("--oracle", action="store_true",
                    help="also run each model non-blind with the true kernels (the oracle column)")
     p.add_argument("--work", default="runs/benchmark_sets", help="cache of regenerated sets and finished cells")
@@ -45,6 +45,8 @@ def _cells(sets: list[str] | None, noise: list[str] | None, photo: bool = False)
             levels = tuple(parse_degradation(float(n) if _is_number(n) else n).spec for n in noise)
         except ValueError as e:
             raise ValueError(f"--noise: {e}") from None
+        if photo:
+            raise ValueError("--photo picks its own degradations; give --noise without it")
     plan = {}
     for setting, default in DEFAULT_CELLS.items():
         default = PHOTO_CELLS if photo else default

@@ -16,6 +16,7 @@ def add_parser(sub):
                                    "file size, and its PSNR on complete Set5 (σn 0) beside bicubic and the paper. "
                                    "--json prints every manifest field instead.")
     p.add_argument("--json", action="store_true", help="print the manifest and the architectures as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the model zoo page (docs/model-zoo.md)")
     return p
 
 
@@ -35,9 +36,12 @@ def _fmt(v, spec: str, missing: str = "-") -> str:
 
 def run(args) -> int:
     from ..models import architectures, list_models
-    from ..models.zoo import MANIFEST, default_model, read_manifest
+    from ..models.zoo import MANIFEST, default_model, model_zoo_markdown, read_manifest
 
     entries = read_manifest()
+    if args.markdown:
+        print(model_zoo_markdown(entries), end="")
+        return 0
     if args.json:
         print(json.dumps({"weights": {n: e.to_dict() for n, e in entries.items()},
                           "architectures": [a.name for a in architectures()], "factories": list_models()},

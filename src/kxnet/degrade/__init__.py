@@ -1,4 +1,4 @@
-"""Synthesising LR observations from HR images (KXNET.md §1): the one place that does it.
+"""Synthesising LR observations from HR images (docs/protocol.md, "Degradation"): the one place that does it.
 
 Test sets (``kxnet synth``), training batches and tests all call :func:`degrade`.
 """
@@ -13,7 +13,7 @@ __all__ = ["modcrop", "quantise", "degrade"]
 
 
 def modcrop(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """Crop to a multiple of ``scale``, keeping the top-left corner (§1.3 step 1)."""
+    """Crop to a multiple of ``scale``, keeping the top-left corner (docs/protocol.md, "Test sets")."""
     h, w = hr.shape[-2:]
     return hr[..., : h - h % scale, : w - w % scale]
 

@@ -1,4 +1,4 @@
-"""Benchmark test sets exactly as the paper's protocol makes them (KXNET.md §1.3).
+"""Benchmark test sets exactly as the paper's protocol makes them (docs/protocol.md, "Test sets").
 
 Every HR image is modcropped and degraded by each of the setting's 8 benchmark kernels, so
 Set5 gives 40 LR/HR pairs. The folder holds ``HR/`` (modcropped, once per image), ``LR/``,
@@ -35,7 +35,7 @@ def _noise_tag(noise: float) -> str:
 
 
 def lr_name(setting: int, kernel_tag: str, noise: float, image_name: str, extra: str = "") -> str:
-    """The release's LR file name (``sig…_{name}.png``, §1.3); ``extra`` names degradations
+    """The release's LR file name (``sig…_{name}.png``, docs/protocol.md); ``extra`` names degradations
     beyond the paper (``…_noise5.0_jpeg75_{name}.png``)."""
     extra = f"{extra}_" if extra else ""
     if setting == 1:
@@ -126,7 +126,7 @@ def synthesise(hr: str | Path | Sequence[str | Path], out_dir: str | Path, setti
             "seed": seed,
             "kernel_size": kernel_size(setting, scale),
             "hr_folder": hr_folder.name,
-            "protocol": "KXNET.md §1.3: modcrop, reflect-padded correlation, top-left decimation, "
+            "protocol": "docs/protocol.md: modcrop, reflect-padded correlation, top-left decimation, "
                         "noise, clamp, 8-bit rounding",
             **({} if how.is_paper else {"degradation": how.spec, "photo": how.to_dict()}),
             "kernels": kernel_entries,

@@ -132,7 +132,7 @@ def _cached_eval(cache: Path | None, name: str, fn) -> dict:
 
 
 def _initial_kernel_l1(set_dir: Path) -> float:
-    """Mean unit-sum L1 of K⁰ (KXNET.md §2.5, what an estimator that ignores the image returns)."""
+    """Mean unit-sum L1 of K⁰ (docs/protocol.md, "Kernels": what an estimator that ignores the image returns)."""
     manifest = load_manifest(set_dir)
     k0 = initial_kernel(manifest["kernel_size"]).numpy()
     return float(np.mean([kernel_l1(k0, np.load(set_dir / p["kernel"])) for p in manifest["pairs"]]))

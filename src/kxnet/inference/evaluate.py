@@ -1,4 +1,4 @@
-"""The benchmark protocol (KXNET.md §6): run a method over a ``kxnet synth`` set and score it.
+"""The benchmark protocol (docs/protocol.md, "Metrics"): run a method over a ``kxnet synth`` set and score it.
 
 A method is anything with the models' forward contract: ``model(lr)`` returns an
 :class:`~kxnet.models.SROutput`. So a registered parameter-free method (``bicubic``), a KXNet
@@ -7,8 +7,7 @@ loaded from weights, or a baseline all plug in the same way.
 Speed without changing what is measured: the metrics of an image are computed on a worker
 thread while the network runs on the next one (NumPy releases the GIL in the heavy parts). On
 a GPU the LR images of one HR image (one per kernel, all the same size) also go through the
-network as one batch; on a CPU that does not pay (``benchmarks/eval_speed.py``, ×4 Set5, one
-thread: 0.89 s per pair one at a time, 0.95 s in batches of 8), so it is off there. The
+network as one batch; on a CPU that does not pay (docs/speed.md), so it is off there. The
 numbers are those of running every pair alone, to float32 rounding.
 
 ``oracle=True`` runs the method non-blind with the true kernel of every pair (the "GT kernel"
@@ -185,7 +184,7 @@ def _as_u8(x: torch.Tensor) -> np.ndarray:
 def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | torch.device = "cpu",
              per_stage: bool = False, limit: int | None = None, progress: bool = True, oracle: bool = False,
              batch_size: int | None = None, keep_kernels: bool = False, arch=None) -> EvalResult:
-    """Score ``model`` on every LR/HR pair of the set, the paper's way (§6.1–6.2).
+    """Score ``model`` on every LR/HR pair of the set, the paper's way (docs/protocol.md, "Metrics").
 
     ``batch_size`` pairs of one HR image run as one batch (default: 8 on CUDA, 1 on the CPU);
     ``keep_kernels`` keeps each estimated kernel on its :class:`PairResult` (for pictures).

@@ -1,4 +1,4 @@
-"""The paper's published numbers (RESULTS.md, Tables 1–3) as data, for side-by-side reports.
+"""The paper's published numbers (Tables 1–3 of the KXNet paper) as data, for side-by-side reports.
 
 Keys: (method, setting, noise, scale, set) → (PSNR, SSIM). Setting 1 is noise-free.
 """
@@ -41,7 +41,7 @@ _TABLE = {
     },
 }
 
-# KXNet's authors retrained DAN on the same protocol (RESULTS.md Tables 1–2)
+# KXNet's authors retrained DAN on the same protocol (Tables 1–2 of the KXNet paper)
 _TABLE.update({
     ("DAN", 1, 0): {
         2: {"B100": (31.93, 0.8906), "Set14": (33.31, 0.9085), "Set5": (37.54, 0.9546)},

@@ -34,8 +34,7 @@ tiles' outputs are cross-faded with complementary raised-cosine ramps (weights s
 there is no seam: the pixels a tile computes nearest its cut edge get the least weight.
 
 Defaults (:data:`DEFAULT_TILE` = 256, :data:`DEFAULT_OVERLAP` = 32 LR pixels) keep a ×4 run of
-the paper-sized model on a 1000×1000 LR image on CPU under 4 GB peak RSS
-(``benchmarks/sr_memory.py`` measures it).
+the paper-sized model on a 1000×1000 LR image on CPU within a few GB (docs/speed.md, "Memory").
 """
 
 from __future__ import annotations

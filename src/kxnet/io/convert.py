@@ -17,7 +17,7 @@ def quantize(x: np.ndarray, bit_depth: int = 8) -> np.ndarray:
 
     The arithmetic stays in the input's float dtype on purpose: the release's ``tensor2img``
     multiplies a float32 array by 255 before ``round``, and doing the same in float64 would
-    round a handful of pixels differently and shift the published metrics (KXNET.md §6.1).
+    round a handful of pixels differently and shift the published metrics (docs/protocol.md, "Metrics").
     """
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")

@@ -1,4 +1,4 @@
-"""Gaussian blur kernels exactly as KXNET.md §2.1–2.2 defines them.
+"""Gaussian blur kernels exactly as docs/protocol.md ("Kernels") defines them.
 
 Kernels are computed in float64 and cast at the end (float32 by default), which is how the
 release made its test kernels and auxiliary banks; the bytes of the benchmark sets depend on it.

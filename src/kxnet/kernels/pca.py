@@ -1,16 +1,16 @@
 """A PCA basis of a setting's training kernels: how DAN represents a blur kernel by a short code.
 
-DAN (BASELINES.md §1.3) never handles a kernel spatially: a p×p kernel ``k`` is the code
+DAN (docs/dan.md) never handles a kernel spatially: a p×p kernel ``k`` is the code
 ``vec(k)ᵀ P`` (row-major ``vec``, **no** mean subtraction), where ``P`` (p²×c) holds the first c
 principal directions of kernels drawn from the training distribution. The mean kernel is not in
 their span, so turning a code back into a kernel needs the mean as well
 (:meth:`kxnet.models.DAN.decode`). The release fitted ``P`` on 30,000 kernels of *its* sampler;
-the project's protocol (§5.2) refits it on the project's own sampler
+the project's protocol (docs/dan.md) refits it on the project's own sampler
 (:func:`~kxnet.kernels.sample_training_kernels`, fixed seed), once per (setting, scale).
 
 The basis is the eigenvectors of the p²×p² sample covariance in float64: the same subspace as
-the release's SVD of the p²×n centred data matrix, over ten times faster (measured on one core:
-0.05–0.5 s instead of 0.9–6 s at p = 11…21). Eigenvectors have arbitrary signs; each column's
+the release's SVD of the p²×n centred data matrix, over ten times faster (docs/dan.md).
+Eigenvectors have arbitrary signs; each column's
 sign is fixed by a seeded probe vector so that the basis, and hence every code a model is
 trained on, is the same on every run.
 """

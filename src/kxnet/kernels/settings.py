@@ -1,4 +1,4 @@
-"""The two experimental settings of the paper (KXNET.md §2.3–2.6) as data.
+"""The two experimental settings of the paper (docs/protocol.md, "Kernels") as data.
 
 Setting 1: isotropic Gaussians, 21×21 at every scale, no noise.
 Setting 2: anisotropic Gaussians, 11/15/21 at ×2/×3/×4, Gaussian noise.
@@ -73,7 +73,7 @@ def initial_kernel(size: int) -> torch.Tensor:
 
 
 def auxiliary_bank(setting: int, scale: int) -> torch.Tensor:
-    """The 24-kernel bank that initialises the K-net's auxiliary channels (§2.6), 24×p×p."""
+    """The 24-kernel bank that initialises the K-net's auxiliary channels (docs/protocol.md, "Kernels"), 24×p×p."""
     p = kernel_size(setting, scale)
     if setting == 1:
         return isotropic_gaussian(p, torch.linspace(0.2, 4.0, 24, dtype=torch.float64))
@@ -96,7 +96,7 @@ def _uniform(n: int, lo: float, hi: float, generator: torch.Generator) -> torch.
 
 
 def sample_training_kernels(setting: int, scale: int, batch: int, generator: torch.Generator) -> KernelBatch:
-    """Draw ``batch`` kernels (and noise levels) from the setting's training distribution (§2.3–2.4)."""
+    """Draw ``batch`` kernels (and noise levels) from the setting's training distribution (docs/protocol.md, "Kernels")."""
     _check(setting, scale)
     p = kernel_size(setting, scale)
     if setting == 1:

@@ -1,4 +1,4 @@
-"""Metrics: the benchmark protocol's Y-channel PSNR/SSIM (KXNET.md §6), kernel accuracy and
+"""Metrics: the benchmark protocol's Y-channel PSNR/SSIM (docs/protocol.md, "Metrics"), kernel accuracy and
 the ground-truth-free LR-consistency score."""
 
 from .image import (

@@ -1,4 +1,4 @@
-"""Image-quality metrics of the benchmark protocol (KXNET.md §6).
+"""Image-quality metrics of the benchmark protocol (docs/protocol.md, "Metrics").
 
 The published numbers come from the release's ``test.py``: both images as 8-bit, converted to
 the BT.601 studio-range Y channel without rounding, ``scale`` pixels cropped on every side,
@@ -117,7 +117,7 @@ def _require_uint8_rgb(name: str, img: np.ndarray) -> None:
 
 
 def image_metrics(sr: np.ndarray, hr: np.ndarray, scale: int) -> ImageMetrics:
-    """THE evaluation of the benchmark protocol for one super-resolved image (KXNET.md §6.1)."""
+    """THE evaluation of the benchmark protocol for one super-resolved image (docs/protocol.md, "Metrics")."""
     _require_uint8_rgb("sr", sr)
     _require_uint8_rgb("hr", hr)
     y_sr, y_hr = crop_border(rgb_to_y(sr), scale), crop_border(rgb_to_y(hr), scale)

@@ -61,7 +61,7 @@ def kernel_l1(k: np.ndarray, k_gt: np.ndarray) -> float:
 
 
 def gaussian_fit(kernel) -> dict:
-    """A Gaussian fitted to a kernel by its moments (KXNET.md §2.2 conventions).
+    """A Gaussian fitted to a kernel by its moments (the conventions of docs/protocol.md, "Kernels").
 
     ``sigma_x ≥ sigma_y`` are the principal standard deviations in HR pixels; ``theta_deg``
     ∈ [0, 180) is the direction of the σx (major) axis, ``x`` = column to the right, ``y`` =

@@ -26,7 +26,7 @@ def to_plain(obj):
 
 @dataclass
 class MethodConfig:
-    """``kernel_size`` defaults to the setting's p at the scale (KXNET.md §2.3–2.4) and is odd."""
+    """``kernel_size`` defaults to the setting's p at the scale (docs/protocol.md, "Kernels") and is odd."""
 
     scale: int = 4
     setting: int = 2

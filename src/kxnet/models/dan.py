@@ -1,4 +1,4 @@
-"""DAN (DANv1, Luo et al., NeurIPS 2020): the Deep Alternating Network (BASELINES.md §1).
+"""DAN (DANv1, Luo et al., NeurIPS 2020): the Deep Alternating Network (docs/dan.md).
 
 Blind SR by unrolling an alternation between a **Restorer** (non-blind SR conditioned on a
 kernel code) and an **Estimator** (the code from the LR image and the current SR), with shared
@@ -39,7 +39,7 @@ class DANConfig(MethodConfig):
     """Everything that shapes a DAN; JSON-serialisable via :meth:`to_dict`.
 
     Defaults are the release's (nf 64, 40 Restorer blocks, 10-long codes, a 32-wide Estimator
-    of 5 blocks, 4 iterations). ``kernel_size`` must be the setting's (§5.1: 21 in setting 1;
+    of 5 blocks, 4 iterations). ``kernel_size`` must be the setting's (docs/protocol.md: 21 in setting 1;
     11/15/21 at ×2/×3/×4 in setting 2), because a fresh model's basis is fitted on that
     setting's training kernels. ``loops`` is not stored in weights; the release trains and
     tests with 4 (the paper's Fig. 6 raises it at test time without harm).

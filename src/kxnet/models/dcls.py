@@ -1,6 +1,6 @@
 """DCLS (Luo et al., CVPR 2022, "Deep Constrained Least Squares for Blind Image
 Super-Resolution") as the authors' release ``megvii-research/DCLS-SR`` computes it
-(BASELINES.md §2).
+(docs/dcls.md).
 
 Single pass: the **Estimator** (a dynamic deep linear kernel, DDLK) predicts an *LR-space*
 kernel k̂ (B×1×p×p, sum 1) from the LR image; the **Restorer** deconvolves LR features by k̂
@@ -31,7 +31,7 @@ from .registry import Architecture, count_indexed, register_architecture, regist
 __all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls"]
 
 # Estimator filter sizes per kernel size: the release's 21, 11 and 31, and ours for 15
-# (BASELINES.md §5.2). Collapsing them gives a p×p kernel when p = Σ (f − 1) + 1.
+# (docs/dcls.md). Collapsing them gives a p×p kernel when p = Σ (f − 1) + 1.
 FILTER_STRUCTURES = {21: [11, 7, 5, 1], 11: [7, 3, 3, 1], 31: [11, 9, 7, 5, 3], 15: [7, 5, 5, 1]}
 
 

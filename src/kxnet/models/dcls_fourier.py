@@ -1,4 +1,4 @@
-"""DCLS's two Fourier-domain computations (Luo et al., CVPR 2022; BASELINES.md §2.2–2.3).
+"""DCLS's two Fourier-domain computations (Luo et al., CVPR 2022; docs/dcls.md).
 
 * :func:`cls_deconvolve` — the constrained-least-squares deconvolution of paper Eq. 16,
   ``R = F⁻¹( conj(F k̂) · F g / (|F k̂|² + |F P|² + ε) )``, one regulariser ``P`` per channel;
@@ -87,7 +87,7 @@ def reformulated_kernel(hr: torch.Tensor, kernel: torch.Tensor, scale: int, size
     ``kernel`` (B×p×p, the true HR blur) under this project's s-fold decimation.
 
     Eq. 7 with ``x↓ = downsample(hr)`` and ``(x ⊛ k)↓ = blur_downsample(hr, kernel)`` (the release
-    uses bicubic for both; BASELINES.md §5.2), per colour channel; then the release's
+    uses bicubic for both; docs/dcls.md), per colour channel; then the release's
     ``CorrectionLoss``: average the three channels, keep only taps where the *product* of the
     three is positive (so a tap where exactly two channels are negative survives — a quirk kept
     on purpose), and :func:`zeroize_negligible`. Computed in float64 — with ε = 1e-20 the

@@ -1,4 +1,4 @@
-"""DCLS's two networks, with the release's parameter names (``dcls_arch.py``; BASELINES.md §2.3).
+"""DCLS's two networks, with the release's parameter names (``dcls_arch.py``; docs/dcls.md).
 
 * :class:`Estimator` — the dynamic deep linear kernel (DDLK): per-image filters of a few
   linear layers, collapsed into one LR-space kernel;

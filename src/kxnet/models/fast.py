@@ -16,23 +16,17 @@ a :class:`FusedProxNet` that
   optionally with the channels zero-padded to a multiple of 8 or 16 (tensor-core friendly).
 
 The X-stages are replaced too (``fast_stages``): ``Dᵀ_K`` as s² stride-1 correlations
-instead of a strided transposed convolution (≈10× faster in oneDNN), the normaliser
+instead of a strided transposed convolution (much faster in oneDNN), the normaliser
 ``Dᵀ_K(1)`` as one extra channel of the same call, the prox input written straight into its
 NHWC buffer, and the last prox convolution computing only the channels the stage keeps
 (``V[0:3s²]`` and ``V[6s²+3:]``; the release discards the rest — exact, 4 % fewer FLOPs).
 
-Measured on the 2-core AVX2 (AMD Zen 3) development VM, one thread, process CPU time
-(the machine is shared, so wall time is noisy): one 131-channel 3×3 convolution at 64×64
-runs at 49–64 GFLOP/s as ``nn.Conv2d`` (NCHW) and 73–77 GFLOP/s fused in NHWC with packed
-weights — MKL's sgemm peaks at 77 GFLOP/s on the same core, so the fused path is at the
-machine's FMA limit. Padding 131 → 136 / 144 channels: 64 GFLOP/s effective (worse), so off.
-:func:`torch.compile` on top: no measurable change (0.563 vs 0.572 s CPU for 3 ×4 stages),
-so off by default.
+Why each choice, with the measurements behind it: docs/speed.md.
 
 Channel padding keeps results exact: padded input channels are zero, padded output
 channels have zero weights and bias, so they stay zero through ReLU and the residuals, and
-are sliced off at the end. On the AVX2 CPU it did not pay (oneDNN blocks by 8 internally),
-so it is off unless asked for (``pad_channels="auto"`` pads to 8 on CUDA only).
+are sliced off at the end. It is off unless asked for (``pad_channels="auto"`` pads to 8 on
+CUDA only): on the CPU it did not pay.
 
 The whole forward runs under :func:`torch.inference_mode` (no autograd bookkeeping), and
 optionally under CUDA autocast (bf16/fp16: *changes* outputs beyond float32 tolerance, so
@@ -242,7 +236,7 @@ def image_step_gradient_fast(x: torch.Tensor, y: torch.Tensor, kernel: torch.Ten
 
 
 class _FastImageStage(_ImageStage):
-    """X-net of one stage (§3.3) for a :class:`FusedProxNet`: the fast X-step gradient, and the
+    """X-net of one stage (docs/kxnet.md) for a :class:`FusedProxNet`: the fast X-step gradient, and the
     prox input assembled straight into one channels-last (NHWC), channel-padded buffer."""
 
     step_gradient = staticmethod(image_step_gradient_fast)

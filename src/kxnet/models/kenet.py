@@ -1,6 +1,6 @@
-"""KENet (Cao et al.): a feed-forward kernel estimator, k̂ = KENet(y) (BASELINES.md §4).
+"""KENet (Cao et al.): a feed-forward kernel estimator, k̂ = KENet(y) (docs/kenet_usrnet.md).
 
-There is no public code; this is our reading of the paper (seed 002, §2.2, Eq. 4–6)::
+There is no public code; this is our reading of the paper (the KENet paper, Sect. 2.2, Eq. 4–6)::
 
     f₀ = RB(ReLU(Conv(y)));  f_i = RB(ReLU(Conv(MaxPool₂(f_{i−1})))), i = 1, 2, 3
     k̂  = reshape_l×l(Softmax(FC(ReLU(FC(ReLU(FC(AvgPool(f₃))))))))

@@ -1,4 +1,4 @@
-"""KENet + USRNet: the paper's blind pipeline (BASELINES.md §4.1) as one SR model.
+"""KENet + USRNet: the paper's blind pipeline (docs/kenet_usrnet.md) as one SR model.
 
 ``forward(y)``: k̂ = KENet(y), then USRNet(y, k̂, σ̂) — one pass each, no test-time loop.
 ``forward(y, kernel=k)``: USRNet with the given kernel (the paper's "GT+USRNet" oracle row, and

@@ -1,7 +1,7 @@
-"""KXNet (Fu et al., ECCV 2022) as the official release computes it (KXNET.md §3).
+"""KXNet (Fu et al., ECCV 2022) as the official release computes it (docs/kxnet.md).
 
 A pure architecture: no losses, optimisers or devices. Parameter names are the release's
-(§4), so its state dicts load with ``strict=True`` and no renaming. Every operator comes from
+(docs/kxnet.md, "Weights layout"), so its state dicts load with ``strict=True`` and no renaming. Every operator comes from
 :mod:`kxnet.physics`; this module only wires them into the unrolled K-step / X-step stages.
 
 Two modes share the weights and differ only in the X-step's back-projection:
@@ -44,7 +44,7 @@ __all__ = [
 _ADJOINTS = {"official": back_project, "exact": blur_downsample_adjoint}
 MODES = tuple(_ADJOINTS)
 
-# The release's constants (KXNET.md §3.3–3.4); every other formulation of the network imports these.
+# The release's constants (docs/kxnet.md); every other formulation of the network imports these.
 NORMALISER_EPS = 1e-10      # release: G / (Dᵀ1 + 1e−10)
 PROJECTION_EPS = 1e-5       # release: ReLU(K + 1e−5) / Σ
 GAMMA_DIVISOR = 10          # release: K − γ/10 · G_K
@@ -65,7 +65,7 @@ def _bank_scales(setting: int) -> dict[int, int]:
 class KXNetConfig(MethodConfig):
     """Everything that shapes a KXNet; JSON-serialisable via :meth:`to_dict`.
 
-    ``kernel_size`` defaults to the setting's (§2.3–2.4). Another size is accepted when the
+    ``kernel_size`` defaults to the setting's (docs/protocol.md, "Kernels"). Another size is accepted when the
     setting has an auxiliary bank of that size at some scale (setting 2: 11, 15, 21), because
     the bank formulas depend on the size only. ``aux_k_channels`` other than 24 (the bank's
     length) is an extension: the channels cycle through the bank.
@@ -116,12 +116,12 @@ class KXNetConfig(MethodConfig):
 
     @property
     def image_channels(self) -> int:
-        """C_x: PU(X) and PU(Ĝ) (3s² each), Y (3) and the auxiliary channels (§3.3)."""
+        """C_x: PU(X) and PU(Ĝ) (3s² each), Y (3) and the auxiliary channels (docs/kxnet.md)."""
         return 6 * self.scale ** 2 + 3 + self.aux_x_channels
 
     @property
     def kernel_channels(self) -> int:
-        """The kernel three times plus its auxiliary channels (§3.3)."""
+        """The kernel three times plus its auxiliary channels (docs/kxnet.md)."""
         return 3 + self.aux_k_channels
 
 
@@ -130,7 +130,7 @@ KXNetOutput = SROutput
 
 
 def kernel_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, scale: int) -> torch.Tensor:
-    """The K-step's data gradient (§3.3 K-net 1–2): ∇_K ½‖D_K X − Y‖² divided by 3hw.
+    """The K-step's data gradient (docs/kxnet.md, K-step 1–2): ∇_K ½‖D_K X − Y‖² divided by 3hw.
 
     The release's 1/(3hw) makes the step size independent of the image size.
     """
@@ -140,7 +140,7 @@ def kernel_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor,
 
 def image_step_gradient(x: torch.Tensor, y: torch.Tensor, kernel: torch.Tensor, scale: int,
                         mode: str = "official") -> torch.Tensor:
-    """Ĝ = Dᵀ(D_K X − Y) / (Dᵀ1 + 1e−10) (§3.3 X-net 1–3, paper Eq. 11), Dᵀ per ``mode``.
+    """Ĝ = Dᵀ(D_K X − Y) / (Dᵀ1 + 1e−10) (docs/kxnet.md, X-step 1; paper Eq. 11), Dᵀ per ``mode``.
 
     Dividing by Dᵀ1 evens out how often strided kernels cover each HR pixel; in official
     mode Dᵀ1 is :func:`~kxnet.physics.back_project_normaliser`.
@@ -156,7 +156,7 @@ def _conv3x3(channels: int) -> nn.Conv2d:
 
 
 class _ProxNet(nn.Module):
-    """A learned proximal operator (§3.4): four scaled residual blocks and a final skip from
+    """A learned proximal operator (docs/kxnet.md): four scaled residual blocks and a final skip from
     the *input*; C → C channels. Submodules are named ``{prefix}1…5`` as in the release."""
 
     def __init__(self, channels: int, prefix: str):
@@ -174,7 +174,7 @@ class _ProxNet(nn.Module):
 
 
 class _KernelStage(nn.Module):
-    """K-net of one stage (§3.3): gradient step, prox, projection onto {K > 0, ΣK = 1}.
+    """K-net of one stage (docs/kxnet.md): gradient step, prox, projection onto {K > 0, ΣK = 1}.
 
     ``step_gradient`` is the data-gradient function; the reference model swaps in the paper's
     patch-matrix form of the same formula (:mod:`kxnet.models.reference`).
@@ -195,7 +195,7 @@ class _KernelStage(nn.Module):
 
 
 class _ImageStage(nn.Module):
-    """X-net of one stage (§3.3): the prox net sees X and Ĝ space-to-depth at LR resolution
+    """X-net of one stage (docs/kxnet.md): the prox net sees X and Ĝ space-to-depth at LR resolution
     (there is no explicit gradient step; ``eta_stage`` is unused, as in the release).
     ``step_gradient`` computes Ĝ; the reference and fast models swap in other forms of it."""
 
@@ -231,7 +231,7 @@ class KXNet(nn.Module):
         self.AV_X_ker = nn.Parameter(laplacian.repeat(c.aux_x_channels, 3, 1, 1))
         bank = auxiliary_bank(c.setting, _bank_scales(c.setting)[c.kernel_size])
         bank = bank[torch.arange(c.aux_k_channels) % bank.shape[0]]
-        # Frozen copy of the initial bank: never used, kept because the release saves it (§3.5)
+        # Frozen copy of the initial bank: never used, kept because the release saves it (docs/kxnet.md)
         # and so that parameter counts and state-dict keys match the published model.
         self.kernel_map0 = nn.Parameter(bank.clone(), requires_grad=False)
         self.kernel_map = nn.Parameter(bank.clone())
@@ -252,7 +252,7 @@ class KXNet(nn.Module):
 
         ``kernel`` (B×p×p or p×p, any odd p) makes the model non-blind: the K-nets are skipped
         and this kernel is used, as given, by every stage's X-step (and reported as every
-        stage's kernel). The release has no such mode (KXNET.md open question 5); replacing
+        stage's kernel). The release has no such mode (docs/kxnet.md, "Modes"); replacing
         every K^t, not only the last, is what "the kernel is known" means for the unrolled
         X-steps, and it saves the K-nets' cost.
 
@@ -365,7 +365,7 @@ def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "offic
 
 
 
-# ----------------------------------------------------------------- the authors' layout (§4)
+# ----------------------------------------------------------------- the authors' layout (docs/kxnet.md, "Weights layout")
 
 _FIRST_X_CONV = "X_stage.0.X_ProNet.resx1.0.weight"
 
@@ -375,7 +375,7 @@ def _is_kxnet_state(state: dict) -> bool:
 
 
 def _infer_kxnet_config(state: dict) -> KXNetConfig:
-    """Hyper-parameters from shapes (KXNET.md §4).
+    """Hyper-parameters from shapes (docs/kxnet.md, "Weights layout").
 
     The setting is not stored: at ×2/×3 it follows from p (21 ⇒ setting 1); at ×4 both
     settings use 21×21 kernels and identical shapes, so setting 2 is assumed. The setting

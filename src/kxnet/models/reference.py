@@ -23,13 +23,13 @@ __all__ = ["KXNetReference", "reference_model"]
 
 
 class _ReferenceKernelStage(_KernelStage):
-    """K-net of one stage (§3.3) with the patch-matrix kernel gradient."""
+    """K-net of one stage (docs/kxnet.md) with the patch-matrix kernel gradient."""
 
     step_gradient = staticmethod(kernel_step_gradient_reference)
 
 
 class _ReferenceImageStage(_ImageStage):
-    """X-net of one stage (§3.3) with grouped-convolution ``D_K``/``Dᵀ_K``."""
+    """X-net of one stage (docs/kxnet.md) with grouped-convolution ``D_K``/``Dᵀ_K``."""
 
     step_gradient = staticmethod(image_step_gradient_reference)
 

@@ -1,5 +1,5 @@
 """USRNet (Zhang, Van Gool & Timofte, CVPR 2020): the deep unfolding network for **non-blind**
-SR (BASELINES.md §3), as released in ``cszn/USRNet`` ``models/network_usrnet_v1.py``.
+SR (docs/kenet_usrnet.md), as released in ``cszn/USRNet`` ``models/network_usrnet_v1.py``.
 
 Half-quadratic splitting of ``min_x ½‖y − (x ⊛ k)↓s‖² + λΦ(x)`` unrolled ``n_iter`` times::
 
@@ -18,7 +18,7 @@ data step solves for a *true* convolution, so the kernel is flipped on the way i
 (:func:`~kxnet.physics.psf_of_kernel`); the release's own kernels (applied by
 ``ndimage.convolve``) are therefore passed here flipped. Boundaries stay a mismatch: the data
 step assumes circular ones, the project's images are reflect-padded — the same for the blind and
-the oracle rows (BASELINES.md §5.1).
+the oracle rows (docs/protocol.md).
 """
 
 from __future__ import annotations

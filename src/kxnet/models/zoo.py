@@ -20,7 +20,8 @@ import torch.nn as nn
 from ..io import atomic_write_json, file_sha256
 
 __all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "grown_note",
-           "improved_cells", "read_manifest", "record_cells", "reduced_note", "ship", "write_manifest"]
+           "improved_cells", "model_zoo_markdown", "read_manifest", "record_cells", "reduced_note", "ship",
+           "write_manifest"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -259,3 +260,53 @@ def record_cells(name: str, cells: dict, manifest: str | os.PathLike | None = No
     entries[name].benchmarks.update(cells)
     write_manifest(entries, manifest)
     return entries[name]
+
+
+def _cell_rows(entry: WeightsEntry) -> list[str]:
+    rows = []
+    for key, c in sorted(entry.benchmarks.items()):
+        if not c.get("full", True):
+            continue
+        set_name, _, _, cond = key.split("/")
+        cond = c.get("degradation") or cond.replace("noise", "σn ")
+        k = c.get("kernel") or {}
+        kl1 = f"{k['kernel_l1']:.3f}" if k.get("kernel_l1") is not None else "–"
+        paper = f"{c['paper_psnr']:.2f}" if c.get("paper_psnr") is not None else "–"
+        oracle = f"{c['oracle_psnr']:.2f}" if c.get("oracle_psnr") is not None else "–"
+        rows.append(f"| {set_name} | {cond} | {c['psnr']:.2f} / {c['ssim']:.4f} | {c['bicubic_psnr']:.2f} / "
+                    f"{c['bicubic_ssim']:.4f} | {oracle} | {kl1} | {paper} |")
+    return rows
+
+
+def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
+    """docs/model-zoo.md: every shipped file with what it is, how it was trained and every
+    cell measured on it, generated from the manifest (``kxnet models --markdown``)."""
+    entries = read_manifest() if entries is None else entries
+    defaults = {default_model(s, entries=entries) for s in (2, 3, 4)}
+    out = ["# Model zoo", "",
+           "Generated from `src/kxnet/weights/manifest.json` by `kxnet models --markdown` (a test keeps the two "
+           "in step). Every figure is a complete set — every image × the setting's 8 kernels — measured with "
+           "`kxnet benchmark` on the stored file ([protocol.md](protocol.md), [benchmark.md](benchmark.md)); "
+           "σn is the white-noise level, other conditions are degradations beyond the paper "
+           "([photo.md](photo.md)). How each file came to be is in [study.md](study.md).", ""]
+    for name in sorted(entries):
+        e = entries[name]
+        c = e.config
+        role = " — the default of `kxnet sr` at this scale" if name in defaults else ""
+        out += [f"## `{name}`{role}", "",
+                f"{e.arch}, ×{c.get('scale')}, setting {c.get('setting')}"
+                + (f", {c['stages']} stages" if c.get("stages") else "")
+                + (", K⁰ read from the photo by a KENet" if c.get("estimator") else "")
+                + f"; {e.parameters:,} parameters; {e.bytes / 2 ** 20:.1f} MiB ({e.storage}); SHA-256 `{e.sha256}`.", "",
+                f"Trained: {e.iterations:,} iterations"
+                + (f", {e.training_hours:g} h" if e.training_hours else "") + f". {e.hardware}.", "",
+                f"Data: {e.training_data}.", ""]
+        if e.reduced:
+            out += [f"Against the paper: {e.reduced}.", ""]
+        for key, note in sorted(e.notes.items()):
+            out += [f"Note ({key}): {note}", ""]
+        rows = _cell_rows(e)
+        if rows:
+            out += ["| set | condition | PSNR / SSIM | bicubic | oracle (true K) | kernel L1 | paper |",
+                    "|---|---|---|---|---|---|---|", *rows, ""]
+    return "\n".join(out).rstrip() + "\n"

@@ -1,5 +1,5 @@
 """The blur–decimate operator with **circular** boundaries, in the Fourier domain, and the
-closed-form least-squares step built on it (USRNet's data step; BASELINES.md §3.1).
+closed-form least-squares step built on it (USRNet's data step; docs/kenet_usrnet.md).
 
 These functions follow FFT codes' convention, not :mod:`.operators`': a kernel here is a
 **PSF** ``h`` applied by *true* convolution with centre ``c = ⌊p/2⌋``,

@@ -2,7 +2,7 @@
 
 Every function is batched with one kernel per image: images are ``B×C×H×W`` and kernels
 ``B×p×p`` (``p`` odd, centred at ``(p-1)/2``). The blur is a per-channel *cross-correlation*
-(no kernel flip), as in the release (KXNET.md §1.1); the distinction matters for asymmetric
+(no kernel flip), as in the release (docs/protocol.md, "Degradation"); the distinction matters for asymmetric
 kernels and is pinned by a test. Nothing here hard-codes a device or dtype.
 
 Sizes need not be multiples of ``s``: decimation keeps rows/columns ``0, s, 2s, … < H``, so
@@ -135,7 +135,7 @@ def blur_downsample_adjoint(y: torch.Tensor, kernel: torch.Tensor, scale: int,
 
 
 def back_project(y: torch.Tensor, kernel: torch.Tensor, scale: int, hr_hw: tuple[int, int]) -> torch.Tensor:
-    """The release's ``Dᵀ_K``: adjoint of a *zero*-padded blur-decimate (KXNET.md §3.1).
+    """The release's ``Dᵀ_K``: adjoint of a *zero*-padded blur-decimate (docs/kxnet.md).
 
     It differs from :func:`blur_downsample_adjoint` only within ``p//2`` pixels of the border,
     where the reflection's contributions are dropped. Kept because the official weights were

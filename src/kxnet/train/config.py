@@ -86,7 +86,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """HR folders and the on-the-fly degradation (KXNET.md §1.4)."""
+    """HR folders and the on-the-fly degradation (docs/protocol.md, "Test sets", training batches)."""
 
     hr_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train"])
     recursive: bool = True

@@ -1,4 +1,4 @@
-"""Training batches: random HR crops degraded on the fly (KXNET.md §1.4).
+"""Training batches: random HR crops degraded on the fly (docs/protocol.md, "Test sets").
 
 Determinism by construction: sample ``index`` of the global batch of optimisation step
 ``step`` is a pure function of ``(seed, step, index)`` — its own ``torch.Generator`` is seeded

@@ -5,7 +5,7 @@ method may read the true kernel and noise level from the batch) with a loss on t
 :class:`~kxnet.models.SROutput`. The trainer looks the objective up by the model's registered
 architecture, so it holds no method-specific code.
 
-KXNet's is paper Eq. 12 as the release computes it (KXNET.md §5):
+KXNet's is paper Eq. 12 as the release computes it (docs/kxnet.md, docs/training.md):
 ``L = Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K)`` over the stages t = 1…T, with mean-reduced L1
 (``nn.L1Loss``), α_t = β_t = 0.1 for t < T and 1 for the last stage. ``monotone_weight`` μ > 0
 adds μ·Σ_{t≥2} mean_b relu(L1_b(X^t, X) − L1_b(X^{t−1}, X)), per sample b, stage t−1's term

@@ -1,4 +1,4 @@
-"""DAN's training objective (BASELINES.md §1.4), as the release's ``optimize_parameters`` sums it.
+"""DAN's training objective (docs/dan.md), as the release's ``optimize_parameters`` sums it.
 
 ``L = image_weight_last · L1(SRᵀ, X) + code_weight · L1(cᵀ, c_gt)`` with mean-reduced L1 and
 weights 1 : 1 by default. Only the **last** iteration is scored: the release computes the terms

@@ -1,4 +1,4 @@
-"""DCLS's training objective (BASELINES.md §2.2, §2.4; release ``B_Model.optimize_parameters``).
+"""DCLS's training objective (docs/dcls.md; release ``B_Model.optimize_parameters``).
 
 ``L = image_weight_last · L1(SR, HR) + kernel_weight_last · L1(k̂, k_l)``, mean-reduced, 1:1 by
 default as the release (:class:`~kxnet.models.DCLSLoss`; DCLS is single-pass, so its output

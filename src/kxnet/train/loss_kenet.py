@@ -1,4 +1,4 @@
-"""KENet's training objective: the adaptive attention loss (paper Eq. 7–8, BASELINES.md §4.3).
+"""KENet's training objective: the adaptive attention loss (paper Eq. 7–8; docs/kenet_usrnet.md).
 
 ``k*_λ(i,j) = k*(i,j)`` where ``k_gt(i,j) > λ·max(k_gt)``, else ``k_gt(i,j)``; then
 ``L_att = ρ₀‖k* − k_gt‖₁ + ρ₁‖k*_λ₁ − k_gt‖₁ + ρ₂‖k*_λ₂ − k_gt‖₁`` with (λ₁, λ₂) = (0.01, 0.1) and

@@ -1,4 +1,4 @@
-"""USRNet's training objective (BASELINES.md §3.3; KAIR ``train_usrnet.json``): non-blind, L1.
+"""USRNet's training objective (docs/kenet_usrnet.md; KAIR ``train_usrnet.json``): non-blind, L1.
 
 ``L = image_weight_last · L1(x_n, X)`` with mean-reduced L1 on the last iteration only (KAIR
 scores ``netG``'s output, nothing per iteration). The forward feeds the batch's true kernel

@@ -1,0 +1,40 @@
+"""The documentation stays true: the model zoo page is the manifest's, every page is reachable
+from the README, links between pages resolve, and the README stays a page for users."""
+
+import re
+from pathlib import Path
+
+from kxnet.models.zoo import model_zoo_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+def test_model_zoo_page_is_generated_from_the_manifest():
+    assert (DOCS / "model-zoo.md").read_text() == model_zoo_markdown(), \
+        "docs/model-zoo.md is stale: kxnet models --markdown > docs/model-zoo.md"
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    readme = (REPO / "README.md").read_text()
+    linked = set(re.findall(r"\(docs/([\w.-]+\.md)", readme))
+    pages = {p.name for p in DOCS.glob("*.md")}
+    # pages reached through another page (the methods' own pages, the equal-budget table)
+    via = {name for p in DOCS.glob("*.md") if p.name in linked for name in re.findall(r"\]\(([\w.-]+\.md)", p.read_text())}
+    assert pages <= linked | via, f"not reachable from the README: {sorted(pages - linked - via)}"
+
+
+def test_links_between_pages_resolve():
+    for page in [REPO / "README.md", *DOCS.glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if target.startswith("http"):
+                continue
+            assert (page.parent / target).exists(), f"{page.name}: broken link {target}"
+
+
+def test_readme_is_short_and_starts_with_the_two_setup_lines():
+    text = (REPO / "README.md").read_text()
+    assert len(text.encode()) < 15_000
+    lines = text.splitlines()
+    assert lines[0] == "```bash" and "kxnet sr examples/chart_x4.png" in lines[1] and "pytest" in lines[2]
+    assert "KXNET.md" not in text and "BASELINES.md" not in text
