@@ -116,7 +116,7 @@ class SRResult:
 
 
 def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None, tile: int | None = None,
-                  kernel=None) -> SRResult:
+                  kernel=None, regions: str = "auto") -> SRResult:
     """Super-resolve one image, estimating its blur kernel (or using ``kernel``).
 
     ``image_or_path``: a file path, a NumPy array (H×W grey or H×W×3/4, uint8/uint16/float in
@@ -124,8 +124,11 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     name, a checkpoint path, a module — or None for the default at ``scale`` (the photo model
     where one ships); ``scale=None`` takes the model's. ``device``: ``"cpu"``, ``"cuda"`` or
     ``None``/``"auto"``. ``tile``: tile side in LR pixels (``None`` default, ``0`` never tile).
-    ``kernel``: a p×p array (or a ``.npy``/image file) for non-blind super-resolution. The
-    model is resolved once and kept between calls with the same arguments.
+    ``kernel``: a p×p array (or a ``.npy``/image file) for non-blind super-resolution.
+    ``regions``: a kernel per region of an unevenly blurred photo — ``"auto"`` (where the photo
+    is large enough and its regions disagree), ``"on"`` or ``"off"``; ``info["regions"]`` then
+    lists each region's kernel fit. The model is resolved once and kept between calls with the
+    same arguments.
     """
     from .inference.job import run_job
     from .inference.upscaler import MIN_INPUT_SIDE, Upscaler, load_kernel, resolve_device
@@ -162,7 +165,7 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
     if source is not None:
         kernel = load_kernel(kernel, resolved.config.kernel_size)
-    job = run_job(Upscaler(resolved, dev, tile=tile), img, kernel=kernel, kernel_source=source)
+    job = run_job(Upscaler(resolved, dev, tile=tile, regions=regions), img, kernel=kernel, kernel_source=source)
     info = dict(job.info)
     info["model"] = {k: job.model[k] for k in ("name", "file", "sha256", "arch", "scale", "setting", "stages",
                                                "kernel_size", "mode") if k in job.model}

@@ -46,8 +46,14 @@ def add_parser(sub):
                    help="minimum overlap of neighbouring tiles in LR pixels (default 32)")
     p.add_argument("--kernel", default=None, metavar="FILE",
                    help="non-blind: use this kernel (.npy, or an image normalised to sum 1) at every stage")
+    p.add_argument("--regions", choices=["auto", "on", "off"], default="auto",
+                   help="a kernel per region for photos blurred unevenly: auto (where the photo is large enough "
+                        "and its regions disagree; the default), on, or off (one kernel for the photo)")
+    p.add_argument("--region-size", type=int, default=None, metavar="N",
+                   help="side of a region in LR pixels (default 96)")
     p.add_argument("--save-kernel", action="store_true",
-                   help="also write <stem>_x<s>_kernel.npy and a visible _kernel.png")
+                   help="also write <stem>_x<s>_kernel.npy, a visible _kernel.png and, where regions were "
+                        "estimated, _kernel_map.png (each region's kernel over a thumbnail)")
     p.add_argument("--stages", action="store_true",
                    help="also write <stem>_x<s>_stages.png (the estimate over the stages; for tiled "
                         "images, of the kernel crop)")
@@ -95,6 +101,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..inference.job import side_paths
+    from ..inference.regions import DEFAULT_REGION
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel, resolve_device
     from ..io import ImageError
     from ..models import ScaleMismatchError, resolve
@@ -118,7 +125,8 @@ def run(args) -> int:
     if args.tile is not None and args.tile_overlap is None and args.tile:
         overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
     up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                  progress=not args.quiet)
+                  progress=not args.quiet, regions=args.regions,
+                  region_size=args.region_size or DEFAULT_REGION)
     if kernel is not None and not up.takes_hr_kernel:
         raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
 
@@ -154,6 +162,8 @@ def run(args) -> int:
         say(f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
             + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")
             + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k.get("sigma_x") else "")
+            + (", a kernel per region ({}×{})".format(*k["regions"]["grid"]) if (k.get("regions") or {}).get("used")
+               else "")
             + ")")
     bar.close()
 

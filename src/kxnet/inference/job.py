@@ -33,13 +33,14 @@ class Job:
     model: dict
     output: object = None
     kernel_source: str | None = None
+    regions: object = None          # RegionKernels, where the photo was given a kernel per region
 
 
 def run_job(upscaler, image: Image, kernel=None, keep_stages: bool = False, kernel_source: str | None = None) -> Job:
     """Super-resolve ``image`` (blind, or with ``kernel``; ``kernel_source`` names where it
     came from for the sidecar)."""
     result, k, info, output = upscaler.run(image, kernel=kernel, keep_output=keep_stages)
-    return Job(image, result, k, info, upscaler.resolved.meta(), output, kernel_source)
+    return Job(image, result, k, info, upscaler.resolved.meta(), output, kernel_source, upscaler.last_regions)
 
 
 def side_paths(out: Path) -> dict[str, Path]:
@@ -48,6 +49,7 @@ def side_paths(out: Path) -> dict[str, Path]:
     return {"json": stem.with_name(stem.name + ".json"),
             "kernel_npy": stem.with_name(stem.name + "_kernel.npy"),
             "kernel_png": stem.with_name(stem.name + "_kernel.png"),
+            "kernel_map": stem.with_name(stem.name + "_kernel_map.png"),
             "stages": stem.with_name(stem.name + "_stages.png")}
 
 
@@ -61,7 +63,8 @@ def sidecar(job: Job, input_path, output_path, output_layout: tuple[str, int], f
 
     info = dict(job.info)
     kinfo = dict(info.pop("kernel") or {})
-    kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"), source=job.kernel_source)
+    kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"), source=job.kernel_source,
+                 regions=info.pop("regions", None))
     out_mode, out_depth = output_layout
     img, result = job.source, job.result
     record = {
@@ -91,6 +94,7 @@ def write_job(job: Job, out: Path, input_path=None, save_kernel: bool = False, s
     sidecar. On any failure every file written so far is removed before the error propagates."""
     from ..io import atomic_path, atomic_write_json, output_layout, write_image
     from ..kernels import kernel_to_image
+    from .regions import draw_kernel_map
     from .stages import render_stages
 
     side = side_paths(out)
@@ -104,10 +108,13 @@ def write_job(job: Job, out: Path, input_path=None, save_kernel: bool = False, s
                 np.save(tmp, job.kernel.astype(np.float32))
             written.append(side["kernel_npy"])
             written.append(write_image(side["kernel_png"], kernel_to_image(job.kernel)))
+        if saved_kernel and job.regions is not None:
+            written.append(write_image(side["kernel_map"], draw_kernel_map(job.source.rgb, job.regions)))
         if stages and job.output is not None and job.output.stage_images:
             written.append(render_stages(job.output, side["stages"]))
         files = {"kernel_npy": str(side["kernel_npy"]) if saved_kernel else None,
                  "kernel_png": str(side["kernel_png"]) if saved_kernel else None,
+                 "kernel_map": str(side["kernel_map"]) if side["kernel_map"] in written else None,
                  "stages": str(side["stages"]) if side["stages"] in written else None}
         record = sidecar(job, input_path, out, output_layout(out, job.result.mode, job.result.bit_depth), files)
         atomic_write_json(side["json"], record)

@@ -52,11 +52,13 @@ from ..io import Image, ImageError, from_tensor, luma, read_image, to_tensor
 from ..metrics import gaussian_fit as kernel_parameters
 from ..models import resolve
 from ..physics import bicubic_upsample
+from .regions import DEFAULT_REGION, UNIFORM_SPREAD, RegionKernels, region_starts
 
 __all__ = [
     "DEFAULT_TILE",
     "DEFAULT_OVERLAP",
     "MIN_INPUT_SIDE",
+    "REGION_MODES",
     "PRECISIONS",
     "Upscaler",
     "resolve_device",
@@ -68,6 +70,7 @@ __all__ = [
 ]
 
 DEFAULT_TILE = 256          # LR pixels per tile side (0 or None … see Upscaler)
+REGION_MODES = ("auto", "on", "off")
 DEFAULT_OVERLAP = 32        # LR pixels shared by neighbouring tiles
 MIN_INPUT_SIDE = 4          # kxnet sr, the API and the demo refuse smaller photos: nothing to restore
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -195,7 +198,8 @@ class Upscaler:
 
     def __init__(self, model, device: str | torch.device | None = "auto", tile: int | None = None,
                  tile_overlap: int = DEFAULT_OVERLAP, kernel_crop: int | None = None,
-                 precision: str = "fp32", progress: bool = False, optimized: bool = True):
+                 precision: str = "fp32", progress: bool = False, optimized: bool = True,
+                 regions: str = "auto", region_size: int = DEFAULT_REGION):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -220,6 +224,13 @@ class Upscaler:
         # a method whose non-blind input is not an HR blur kernel (DCLS: an LR-space kernel)
         # cannot use a kernel the user gives
         self.takes_hr_kernel = self.arch.kernel_input == "hr"
+        if regions not in REGION_MODES:
+            raise ValueError(f"regions must be one of {REGION_MODES}, got {regions!r}")
+        if region_size < 2 * self.min_side:
+            raise ValueError(f"region size must be at least {2 * self.min_side} LR pixels, got {region_size}")
+        self.regions = regions if self.arch.regional else "off"
+        self.region_size = int(region_size)
+        self.last_regions: RegionKernels | None = None   # the region kernels of the last run, if any
 
     # -- network ---------------------------------------------------------------------
 
@@ -237,23 +248,52 @@ class Upscaler:
 
     # -- public ----------------------------------------------------------------------
 
-    def plan(self, height: int, width: int) -> _Plan:
+    def plan(self, height: int, width: int, tile: int | None = None, overlap: int | None = None) -> _Plan:
         """The tile grid for an LR image of this size (one window if it fits or tile is 0)."""
-        if not self.tile:
+        tile = self.tile if tile is None else tile
+        overlap = self.tile_overlap if overlap is None else overlap
+        if not tile:
             return _Plan([0], [0], height, width)
-        th, tw = min(self.tile, height), min(self.tile, width)
-        return _Plan(tile_starts(height, self.tile, self.tile_overlap),
-                     tile_starts(width, self.tile, self.tile_overlap), th, tw)
+        th, tw = min(tile, height), min(tile, width)
+        return _Plan(tile_starts(height, tile, overlap), tile_starts(width, tile, overlap), th, tw)
+
+    def _wants_regions(self, height: int, width: int) -> bool:
+        """``on``: whenever a region fits; ``auto``: when the photo holds at least 2×2 region sizes
+        (smaller photos measured better with one kernel: docs/photo.md)."""
+        r = self.region_size
+        if self.regions == "off" or min(height, width) < r:
+            return False
+        return self.regions == "on" or min(height, width) >= 2 * r
+
+    def estimate_regions(self, lr: torch.Tensor) -> RegionKernels:
+        """The blind per-stage kernels of every region crop of ``lr`` (1×3×h×w), smoothed."""
+        from tqdm import tqdm
+
+        r = self.region_size
+        ys, xs = region_starts(lr.shape[-2], r), region_starts(lr.shape[-1], r)
+        rows = []
+        with tqdm(total=len(ys) * len(xs), desc="kernel regions", unit="region", leave=False,
+                  disable=not self.progress) as bar:
+            for y0 in ys:
+                row = []
+                for x0 in xs:
+                    out = self._forward(lr[..., y0:y0 + r, x0:x0 + r])
+                    row.append(torch.stack([k[0].float() for k in out.stage_kernels]))
+                    bar.update()
+                rows.append(torch.stack(row))
+        return RegionKernels.from_estimates(torch.stack(rows), ys, xs, r)
 
     def run(self, image: Image, kernel=None, keep_output: bool = False):
         """Super-resolve ``image``; returns ``(Image, kernel, info, output)``.
 
         ``kernel`` (optional): a p×p array/tensor used at every stage (non-blind), or a list
-        of T per-stage kernels. The returned kernel is the p×p float32 estimate (K^T) or the
-        kernel used, or None for a model that estimates no HR kernel (then ``info["kernel"]``
-        is None too). ``info`` describes the run (sizes, tiling, kernel fit, seconds).
-        ``output`` is the :class:`~kxnet.models.SROutput` of the whole image, or for a
-        tiled image that of the kernel crop, when ``keep_output`` (else ``None``).
+        of T per-stage kernels. The returned kernel is the p×p float32 estimate (K^T; the
+        regions' mean where they were estimated) or the kernel used, or None for a model that
+        estimates no HR kernel (then ``info["kernel"]`` is None too). ``info`` describes the
+        run (sizes, tiling, kernel fit, regions, seconds). ``output`` is the
+        :class:`~kxnet.models.SROutput` of the whole image, or for a tiled image that of the
+        kernel crop, when ``keep_output`` (else ``None``). After a run with region kernels,
+        :attr:`last_regions` holds them (for the kernel map).
         """
         t0 = time.perf_counter()
         s = self.scale
@@ -271,19 +311,36 @@ class Upscaler:
         ph, pw = max(h, self.min_side), max(w, self.min_side)
         if (ph, pw) != (h, w):
             lr = F.pad(lr, (0, pw - w, 0, ph - h), mode="replicate")
+        self.last_regions, kernel_at, regions_info = None, None, None
+        mode = "blind" if kernel is None else "given"
         plan = self.plan(ph, pw)
+        if kernel is None and self._wants_regions(ph, pw):
+            regions = self.last_regions = self.estimate_regions(lr)
+            spread = regions.spread
+            per_region = self.regions == "on" or spread >= UNIFORM_SPREAD
+            regions_info = {"grid": list(regions.shape), "size": self.region_size, "spread": round(spread, 4),
+                            "used": per_region, "regions": regions.describe(s)}
+            if per_region:   # tiles of one region's size, each with the kernels at its centre
+                plan = self.plan(ph, pw, self.region_size, max(self.region_size // 4, 8))
+                kernel_at, mode = regions.at, "regions"
+            else:
+                kernel = regions.mean()
         info = {"device": str(self.device), "precision": self.precision, "scale": s,
-                "tiled": plan.count > 1, "tile": self.tile or None, "tile_overlap": self.tile_overlap,
-                "tiles": plan.count, "tile_grid": [len(plan.ys), len(plan.xs)],
-                "padded_to": [pw, ph] if (ph, pw) != (h, w) else None,
-                "kernel_mode": "blind" if kernel is None else "given"}
+                "tiled": plan.count > 1, "tile": (plan.th if kernel_at else self.tile) or None,
+                "tile_overlap": self.tile_overlap, "tiles": plan.count, "tile_grid": [len(plan.ys), len(plan.xs)],
+                "padded_to": [pw, ph] if (ph, pw) != (h, w) else None, "kernel_mode": mode}
 
         output = None
-        if plan.count == 1:
+        if kernel_at is not None:
+            final_kernel = regions.mean()[-1]
+            info["kernel_estimated_on"] = f"{regions.shape[0]}×{regions.shape[1]} regions of {self.region_size} px"
+            sr = self._tiled(lr, plan, kernel_at=kernel_at)
+        elif plan.count == 1:
             out = self._forward(lr, kernel)
             sr = self._sr(out)
             final_kernel = out.kernel[0] if out.kernel is not None else None
-            info["kernel_estimated_on"] = "whole image" if kernel is None else None
+            info["kernel_estimated_on"] = "whole image" if kernel is None else (
+                "regions (one kernel: they agree)" if regions_info else None)
             output = out if keep_output else None
             del out
         else:
@@ -300,8 +357,9 @@ class Upscaler:
                 del crop_out
             else:
                 final_kernel = (kernel[-1] if isinstance(kernel, list) else kernel)
-                info["kernel_estimated_on"] = None
+                info["kernel_estimated_on"] = "regions (one kernel: they agree)" if regions_info else None
             sr = self._tiled(lr, plan, kernel)
+        info["regions"] = regions_info
 
         if (ph, pw) != (h, w):
             sr = sr[: s * h, : s * w]
@@ -321,8 +379,9 @@ class Upscaler:
                     seconds=round(time.perf_counter() - t0, 3))
         return result, k, info, output
 
-    def _tiled(self, lr: torch.Tensor, plan: _Plan, kernel) -> np.ndarray:
-        """Blend the non-blind outputs of every tile into one HR array (H×W×3 float32)."""
+    def _tiled(self, lr: torch.Tensor, plan: _Plan, kernel=None, kernel_at=None) -> np.ndarray:
+        """Blend the non-blind outputs of every tile into one HR array (H×W×3 float32); each
+        tile takes ``kernel``, or ``kernel_at(y, x)`` at its centre (LR pixels)."""
         from tqdm import tqdm
 
         s = self.scale
@@ -334,7 +393,8 @@ class Upscaler:
                   disable=not self.progress) as bar:
             for i, y0 in enumerate(plan.ys):
                 for j, x0 in enumerate(plan.xs):
-                    out = self._forward(lr[..., y0:y0 + plan.th, x0:x0 + plan.tw], kernel)
+                    k = kernel if kernel_at is None else kernel_at(y0 + plan.th / 2, x0 + plan.tw / 2)
+                    out = self._forward(lr[..., y0:y0 + plan.th, x0:x0 + plan.tw], k)
                     tile = self._sr(out)
                     del out
                     tile *= wy[i][:, None, None] * wx[j][None, :, None]

@@ -119,6 +119,8 @@ class Architecture:
     * ``oracle_condition(model, hr, k)``: what ``forward(kernel=…)`` takes for the true HR
       kernel ``k``, where that is not ``k`` itself (DCLS);
     * ``min_input_side``: LR sides below it are padded before the network;
+    * ``regional``: its blind estimate is per-stage HR kernels that tiles can take one by one,
+      so a photo can be given a kernel per region (``kxnet.inference.regions``);
     * ``optimize(model)``: an inference module with the same outputs, faster (None: the model);
     * ``loss``: the dataclass of its training loss weights (``train.loss`` in a recipe);
     * ``label``: its name in the paper's tables.
@@ -138,6 +140,7 @@ class Architecture:
     noise_input: bool = False
     oracle_condition: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any] | None = None
     min_input_side: int = 8
+    regional: bool = False
     optimize: Callable[[nn.Module], nn.Module] | None = None
     loss: type | None = None
     label: str = ""

@@ -1,0 +1,141 @@
+"""A kernel per region, for photos blurred unevenly (depth of field, motion in part of the frame).
+
+The model's blind forward is run on overlapping square crops laid on a grid over the LR photo
+(stride half a crop); each crop gives its per-stage kernels K¹…K^T. The grid is smoothed — every
+crop's kernels become a Gaussian-weighted mean of its neighbours' — so that neighbouring regions
+cannot disagree sharply, and each tile of the image steps then takes the kernels interpolated
+(bilinearly, per stage) at its centre. A tile's X-steps use one kernel, so the blur can vary
+from tile to tile, and the blended tiles show no seam because their kernels vary smoothly.
+
+Whether it pays is measured (docs/photo.md, "A kernel per region"): on a photo blurred
+uniformly, the crops' estimates differ only by their noise, and one kernel — the mean of the
+crops' — is used instead (:attr:`RegionKernels.spread` below :data:`UNIFORM_SPREAD`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_REGION", "UNIFORM_SPREAD", "RegionKernels", "draw_kernel_map", "region_starts"]
+
+DEFAULT_REGION = 96      # LR pixels per region crop side
+UNIFORM_SPREAD = 0.25    # the crops' mean unit-sum L1 to their mean kernel below which the blur is one kernel
+SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
+
+
+def region_starts(length: int, size: int) -> list[int]:
+    """Starts of crops of ``size`` covering ``[0, length)`` at a stride of at most half a crop."""
+    from .upscaler import tile_starts
+
+    return tile_starts(length, size, size - max(1, size // 2)) if length > size else [0]
+
+
+def _normalise(k: torch.Tensor) -> torch.Tensor:
+    k = k.clamp_min(0)
+    return k / k.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+
+
+@dataclass
+class RegionKernels:
+    """Per-stage kernels on a grid of crops: ``kernels`` is ny×nx×T×p×p (smoothed), ``ys``/``xs``
+    the crops' top-left LR rows/columns, ``size`` their side; ``raw`` the unsmoothed estimates."""
+
+    kernels: torch.Tensor
+    raw: torch.Tensor
+    ys: list[int]
+    xs: list[int]
+    size: int
+
+    @classmethod
+    def from_estimates(cls, raw: torch.Tensor, ys: list[int], xs: list[int], size: int,
+                       smoothing: float = SMOOTHING) -> "RegionKernels":
+        ny, nx = raw.shape[:2]
+        gy, gx = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
+        smoothed = torch.empty_like(raw)
+        for i in range(ny):
+            for j in range(nx):
+                w = np.exp(-((gy - i) ** 2 + (gx - j) ** 2) / (2 * smoothing ** 2)) if smoothing > 0 else \
+                    ((gy == i) & (gx == j)).astype(float)
+                w = torch.from_numpy(w / w.sum()).to(raw)
+                smoothed[i, j] = _normalise((w[:, :, None, None, None] * raw).sum(dim=(0, 1)))
+        return cls(smoothed, raw, ys, xs, size)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.kernels.shape[:2])
+
+    def mean(self) -> list[torch.Tensor]:
+        """One kernel per stage for the whole photo: the mean of every crop's (each 1×p×p)."""
+        k = _normalise(self.raw.mean(dim=(0, 1)))
+        return [k[t][None] for t in range(k.shape[0])]
+
+    @property
+    def spread(self) -> float:
+        """How much the crops disagree: the mean unit-sum L1 of their final kernels to the mean
+        kernel (0 = all the same; about 0.1–0.2 on uniformly blurred photos, their estimation
+        noise; more where the blur differs across the frame)."""
+        final = self.raw[:, :, -1]
+        mean = _normalise(final.mean(dim=(0, 1)))
+        return float((final - mean).abs().sum(dim=(-2, -1)).mean())
+
+    def at(self, y: float, x: float) -> list[torch.Tensor]:
+        """The per-stage kernels at LR position (y, x): bilinear between the crops' centres
+        (held constant beyond the outermost ones), each 1×p×p."""
+        def locate(v: float, starts: list[int]) -> tuple[int, int, float]:
+            centres = [s + self.size / 2 for s in starts]
+            if len(centres) == 1 or v <= centres[0]:
+                return 0, 0, 0.0
+            if v >= centres[-1]:
+                return len(centres) - 1, len(centres) - 1, 0.0
+            i = max(k for k in range(len(centres) - 1) if centres[k] <= v)
+            return i, i + 1, (v - centres[i]) / (centres[i + 1] - centres[i])
+
+        i0, i1, fy = locate(y, self.ys)
+        j0, j1, fx = locate(x, self.xs)
+        g = self.kernels
+        k = ((1 - fy) * ((1 - fx) * g[i0, j0] + fx * g[i0, j1]) + fy * ((1 - fx) * g[i1, j0] + fx * g[i1, j1]))
+        k = _normalise(k)
+        return [k[t][None] for t in range(k.shape[0])]
+
+    def describe(self, scale: int) -> list[dict]:
+        """Each region's box (LR pixels) and the Gaussian fit of its final (smoothed) kernel."""
+        from ..metrics import gaussian_fit
+
+        out = []
+        for i, y in enumerate(self.ys):
+            for j, x in enumerate(self.xs):
+                fit = gaussian_fit(self.kernels[i, j, -1].cpu().numpy())
+                out.append({"row": i, "col": j, "x": x, "y": y, "width": self.size, "height": self.size,
+                            **{k: fit[k] for k in ("sigma_x", "sigma_y", "theta_deg")}})
+        return out
+
+
+def draw_kernel_map(rgb: np.ndarray, regions: RegionKernels, width: int = 768) -> np.ndarray:
+    """The estimated kernels drawn as a grid over a thumbnail of the photo (H×W×3 uint8): each
+    region's final kernel, scaled to its peak, in a square at the region's centre."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw
+
+    from ..io import to_uint8
+    from ..kernels import kernel_to_image
+
+    h, w = rgb.shape[:2]
+    f = width / w
+    thumb = PILImage.fromarray(to_uint8(rgb)).resize((width, max(1, round(h * f))), PILImage.Resampling.LANCZOS)
+    thumb = PILImage.blend(thumb, PILImage.new("RGB", thumb.size, (0, 0, 0)), 0.35)   # kernels stand out
+    ny, nx = regions.shape
+    side = max(8, int(min(regions.size * f / 2, thumb.width / (nx + 1), thumb.height / (ny + 1))))
+    draw = ImageDraw.Draw(thumb)
+    for i, y in enumerate(regions.ys):
+        for j, x in enumerate(regions.xs):
+            k = kernel_to_image(regions.kernels[i, j, -1].cpu().numpy(), size=side)
+            tile = PILImage.fromarray(k).convert("RGB").resize((side, side), PILImage.Resampling.NEAREST)
+            cx, cy = (x + regions.size / 2) * f, (y + regions.size / 2) * f
+            box = (int(cx - side / 2), int(cy - side / 2))
+            thumb.paste(tile, box)
+            draw.rectangle([box[0], box[1], box[0] + side - 1, box[1] + side - 1], outline=(255, 255, 255))
+    return np.asarray(thumb)

@@ -1,0 +1,91 @@
+"""A kernel per region (kxnet.inference.regions): the grid, its smoothing and interpolation, and
+the upscaler giving each tile its region's kernel on a photo blurred unevenly."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kxnet.cli import main
+from kxnet.degrade import degrade
+from kxnet.inference.regions import RegionKernels, draw_kernel_map, region_starts
+from kxnet.inference.upscaler import Upscaler
+from kxnet.io import Image, from_tensor, read_image, write_image
+from kxnet.kernels import anisotropic_gaussian, isotropic_gaussian
+from kxnet.metrics import gaussian_fit
+
+
+def _grid(widths):
+    """A ny×nx grid of 2-stage kernel stacks, isotropic of the given widths."""
+    return torch.stack([torch.stack([torch.stack([isotropic_gaussian(11, w)] * 2) for w in row]) for row in widths])
+
+
+def test_region_starts_cover_with_half_overlap():
+    assert region_starts(50, 64) == [0]
+    starts = region_starts(200, 64)
+    assert starts[0] == 0 and starts[-1] == 200 - 64
+    assert all(b - a <= 32 for a, b in zip(starts, starts[1:]))
+
+
+def test_smoothing_interpolation_and_spread():
+    raw = _grid([[1.0, 1.0, 3.0], [1.0, 1.0, 3.0]])
+    g = RegionKernels.from_estimates(raw, [0, 32], [0, 32, 64], 64)
+    assert torch.allclose(g.kernels.sum(dim=(-2, -1)), torch.ones(2, 3, 2))
+    width = lambda k: math.sqrt(gaussian_fit(k.numpy())["sigma_x"] * gaussian_fit(k.numpy())["sigma_y"])
+    # smoothing pulls the middle column towards the wide right column, and not past it
+    assert width(raw[0, 1, -1]) < width(g.kernels[0, 1, -1]) < width(g.kernels[0, 2, -1])
+    # at a crop's centre: that crop's kernels; half-way: between the two
+    np.testing.assert_allclose(g.at(32, 32)[-1][0], g.kernels[0, 0, -1], atol=1e-7)
+    mid = g.at(32, 48)[-1][0]
+    assert width(g.kernels[0, 0, -1]) < width(mid) < width(g.kernels[0, 1, -1])
+    assert len(g.at(0, 0)) == 2 and g.at(0, 0)[0].shape == (1, 11, 11)
+    flat = RegionKernels.from_estimates(_grid([[2.0, 2.0], [2.0, 2.0]]), [0, 32], [0, 32], 64)
+    assert flat.spread == pytest.approx(0, abs=1e-6) and g.spread > 0.1
+    assert flat.describe(2)[0]["sigma_x"] == pytest.approx(2.0, abs=0.05)
+    picture = draw_kernel_map(np.zeros((96, 128, 3), np.float32), g, width=256)
+    assert picture.shape == (192, 256, 3) and picture.max() > 0
+
+
+@pytest.fixture(scope="module")
+def split_photo():
+    """The bundled chart, degraded ×2 by a narrow kernel on the left half and a wide one on the right."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    hr = torch.from_numpy(read_image(repo / "examples" / "chart_x4.png").rgb).permute(2, 0, 1)
+    hr = torch.nn.functional.interpolate(hr[None], scale_factor=2, mode="bicubic")[0].clamp(0, 1)   # 192² HR
+    narrow, wide = anisotropic_gaussian(11, 0.8, 1.6, 0.0), anisotropic_gaussian(11, 2.0, 4.0, math.pi / 2)
+    a, b = degrade(hr, narrow, 2), degrade(hr, wide, 2)
+    return torch.cat([a[..., :48], b[..., 48:]], dim=-1)
+
+
+def test_upscaler_gives_each_region_its_kernel(split_photo):
+    up = Upscaler("kxnet_x2.setting2", "cpu", regions="on", region_size=40)
+    out, k, info, _ = up.run(Image(rgb=from_tensor(split_photo)))
+    assert out.rgb.shape == (192, 192, 3) and np.isfinite(out.rgb).all()
+    regions = info["regions"]
+    assert regions["used"] and info["kernel_mode"] == "regions" and regions["grid"] == list(up.last_regions.shape)
+    g = up.last_regions
+    widths = [[math.sqrt(gaussian_fit(g.raw[i, j, -1].numpy())["sigma_x"] * gaussian_fit(g.raw[i, j, -1].numpy())["sigma_y"])
+               for j in range(g.shape[1])] for i in range(g.shape[0])]
+    left, right = np.mean([row[0] for row in widths]), np.mean([row[-1] for row in widths])
+    assert right > left + 0.5, (left, right)          # the wide kernel read on the right, the narrow on the left
+    # "off" and a photo too small for "auto" keep one kernel
+    assert Upscaler("kxnet_x2.setting2", "cpu", regions="off").run(Image(rgb=from_tensor(split_photo)))[2]["regions"] is None
+    assert Upscaler("kxnet_x2.setting2", "cpu", region_size=64).run(Image(rgb=from_tensor(split_photo)))[2]["regions"] is None
+    with pytest.raises(ValueError, match="regions must be"):
+        Upscaler("kxnet_x2.setting2", "cpu", regions="sometimes")
+
+
+def test_sr_writes_the_kernel_map_and_lists_the_regions(split_photo, tmp_path):
+    src = tmp_path / "split.png"
+    write_image(src, from_tensor(split_photo))
+    assert main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", "kxnet_x2.setting2", "--regions", "on",
+                 "--region-size", "40", "--save-kernel", "--quiet"]) == 0
+    side = json.loads((tmp_path / "out" / "split_x2.json").read_text())
+    regions = side["kernel"]["regions"]
+    assert regions["used"] and len(regions["regions"]) == regions["grid"][0] * regions["grid"][1]
+    assert {"x", "y", "width", "sigma_x", "sigma_y", "theta_deg"} <= set(regions["regions"][0])
+    assert side["files"]["kernel_map"] and (tmp_path / "out" / "split_x2_kernel_map.png").stat().st_size > 0
