@@ -34,7 +34,6 @@ import torch
 
 from kxnet.degrade import degrade
 from kxnet.degrade.testsets import load_hr
-from kxnet.inference.regions import RegionKernels
 from kxnet.inference.upscaler import Upscaler
 from kxnet.io import Image, from_tensor, list_images, to_uint8
 from kxnet.kernels import anisotropic_gaussian, benchmark_kernels, isotropic_gaussian, kernel_size

@@ -3,7 +3,6 @@ the training mixture, test sets with them — and the paper's synthesis left exa
 
 import io
 import json
-import math
 import shutil
 from pathlib import Path
 

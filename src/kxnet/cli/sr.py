@@ -1,11 +1,13 @@
-"""``kxnet sr``: super-resolve photos (blind, or with a given kernel).
+"""``kxnet sr``: super-resolve photos and videos (blind, or with a given kernel).
 
 A thin layer over :func:`kxnet.models.resolve`, :class:`kxnet.inference.upscaler.Upscaler` and
 :mod:`kxnet.inference.job` (the code the Python API and the demo share).
 
 Outputs go to ``OUTDIR/<stem>_x<s>.<format>`` (inputs found inside a folder argument keep their
 sub-folder below OUTDIR), with ``<stem>_x<s>.json`` beside each (model, sizes, tiling, device,
-time and the estimated kernel's Gaussian fit). Nothing is ever written onto an input. An
+time and the estimated kernel's Gaussian fit). A video named on the command line
+(:func:`kxnet.inference.video.is_video`) becomes ``OUTDIR/<stem>_x<s>.mp4`` (or its own
+container when that is .mkv, .mov or .webm), one kernel per shot, sound kept. Nothing is ever written onto an input. An
 existing output is **skipped** (reported, not an error, so an interrupted folder run resumes)
 unless ``--overwrite``. Exit codes: 0 all done (or skipped); 2 the single input, the model or
 the arguments are bad; 1 some of several inputs failed (the others are written).
@@ -29,7 +31,7 @@ def add_parser(sub):
         epilog="exit status: 0 every image written or skipped; 1 some of several inputs failed (the rest "
                "are written, failures listed at the end); 2 a bad single input, model, kernel or argument "
                "(one line on stderr, nothing written).")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns, or video files")
     p.add_argument("-o", "--output", default="results", metavar="OUTDIR",
                    help="output folder (default: ./results)")
     p.add_argument("--scale", type=int, choices=[2, 3, 4], default=None,
@@ -59,6 +61,10 @@ def add_parser(sub):
                         "images, of the kernel crop)")
     p.add_argument("--format", choices=FORMATS, default="png",
                    help="output format (default png: lossless, keeps alpha and 16 bits)")
+    p.add_argument("--video-codec", default=None, metavar="ENCODER",
+                   help="videos: an FFmpeg encoder (default H.264, VP9 for .webm)")
+    p.add_argument("--crf", type=int, default=18, help="videos: the encoder's constant quality (default 18)")
+    p.add_argument("--preset", default="medium", help="videos: x264/x265 preset (default medium)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-image lines")
     return p
@@ -69,8 +75,15 @@ def _expand(inputs: list[str]):
     ``(input, message)``; each input is expanded on its own so one typo fails alone."""
     from ..io import ImageError, list_images
 
+    from ..inference.video import is_video
+
     found, failures, seen = [], [], set()
     for item in inputs:
+        if is_video(item) and Path(item).is_file():
+            if Path(item).resolve() not in seen:
+                seen.add(Path(item).resolve())
+                found.append((Path(item), Path()))
+            continue
         try:
             files = list_images([item])
         except ImageError as e:
@@ -86,12 +99,39 @@ def _expand(inputs: list[str]):
     return found, failures
 
 
+VIDEO_CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
+
+
+def _output(src: Path, outdir: Path, scale: int, args) -> Path:
+    from ..inference.video import is_video
+
+    if is_video(src):
+        suffix = src.suffix.lower() if src.suffix.lower() in VIDEO_CONTAINERS else ".mp4"
+        return outdir / f"{src.stem}_x{scale}{suffix}"
+    return outdir / f"{src.stem}_x{scale}.{args.format}"
+
+
+def _process_video(up, src: Path, out: Path, args) -> dict:
+    """One video: shots, a kernel per shot, every frame; the report as the JSON sidecar."""
+    from ..inference.job import side_paths
+    from ..inference.video import upscale_video
+    from ..io import atomic_write_json
+
+    report = upscale_video(src, out, up, codec=args.video_codec, crf=args.crf, preset=args.preset,
+                           save_kernels=out.parent if args.save_kernel else False, progress=not args.quiet)
+    atomic_write_json(side_paths(out)["json"], report)
+    return report
+
+
 def _process(up, src: Path, out: Path, args, kernel) -> dict:
     """Super-resolve one file and write its outputs (none left behind on failure)."""
     from ..inference.job import run_job, write_job
     from ..inference.upscaler import MIN_INPUT_SIDE
+    from ..inference.video import is_video
     from ..io import read_image
 
+    if is_video(src):
+        return _process_video(up, src, out, args)
     img = read_image(src, min_size=MIN_INPUT_SIDE)
     job = run_job(up, img, kernel, keep_stages=args.stages, kernel_source=str(args.kernel) if args.kernel else None)
     return write_job(job, out, src, save_kernel=args.save_kernel, stages=args.stages)
@@ -102,6 +142,7 @@ def run(args) -> int:
 
     from ..inference.job import side_paths
     from ..inference.regions import DEFAULT_REGION
+    from ..inference.video import is_video
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel, resolve_device
     from ..io import ImageError
     from ..models import ScaleMismatchError, resolve
@@ -130,7 +171,9 @@ def run(args) -> int:
     if kernel is not None and not up.takes_hr_kernel:
         raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
 
-    jobs = [(f, outdir / sub / f"{f.stem}_x{scale}.{args.format}") for f, sub in found]
+    video_up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
+                        regions="off")
+    jobs = [(f, _output(f, outdir / sub, scale, args)) for f, sub in found]
     inputs = {f.resolve() for f, _ in jobs}
     targets: dict[Path, Path] = {}
     done = skipped = 0
@@ -150,14 +193,22 @@ def run(args) -> int:
             skipped += 1
             say(f"skipped {src}: {out} exists (use --overwrite to replace)")
             continue
+        if kernel is not None and is_video(src):
+            failures.append((src, f"{src}: --kernel applies to images; a video gets a kernel per shot"))
+            continue
         try:
-            sc = _process(up, src, out, args, kernel)
+            # a video's frame bar is the progress; the tiles of each frame do not get their own
+            sc = _process(video_up if is_video(src) else up, src, out, args, kernel)
         except (ImageError, ValueError, OSError, RuntimeError) as e:
             if total == 1:
                 raise ImageError(src, _problem(e, src)) from None
             failures.append((src, f"{src}: {_problem(e, src)}"))
             continue
         done += 1
+        if "shots" in sc:
+            say(f"{src} -> {out}  ({sc['output_size'][0]}×{sc['output_size'][1]}, {sc['frames']} frames, "
+                f"{len(sc['shots'])} shot(s), {sc['seconds']['total']:.1f} s, audio {sc['audio']})")
+            continue
         k = sc["kernel"]
         say(f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
             + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")

@@ -265,6 +265,18 @@ class Upscaler:
             return False
         return self.regions == "on" or min(height, width) >= 2 * r
 
+    def blind_kernels(self, image: Image) -> list[np.ndarray]:
+        """The per-stage kernels (p×p each) of one blind forward on the whole of ``image`` —
+        no tiles, no regions: one estimate for a crop (a video shot's frames use this)."""
+        lr = to_tensor(image.rgb)
+        h, w = lr.shape[-2:]
+        ph, pw = max(h, self.min_side), max(w, self.min_side)
+        if (ph, pw) != (h, w):
+            lr = F.pad(lr, (0, pw - w, 0, ph - h), mode="replicate")
+        out = self._forward(lr)
+        stages = out.stage_kernels or ([out.kernel] if out.kernel is not None else [])
+        return [k.detach().to("cpu", torch.float32).reshape(k.shape[-2:]).numpy() for k in stages]
+
     def estimate_regions(self, lr: torch.Tensor) -> RegionKernels:
         """The blind per-stage kernels of every region crop of ``lr`` (1×3×h×w), smoothed."""
         from tqdm import tqdm

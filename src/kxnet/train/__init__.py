@@ -56,6 +56,7 @@ __all__ = [
     "latest_checkpoint",
     "load_config",
     "load_state",
+    "read_metrics",
     "lr_factor",
     "sample_seed",
     "save_config",

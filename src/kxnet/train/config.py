@@ -36,7 +36,7 @@ __all__ = [
     "save_config",
 ]
 
-AMP_MODES = ("none", "bf16", "fp16")
+AMP_MODES = ("none", "bf16", "fp16", "auto")
 SCHEDULES = ("multistep", "cosine", "constant")
 SMALL_IMAGE_POLICIES = ("pad", "skip")
 
@@ -133,7 +133,7 @@ class TrainConfig:
     deterministic: bool = False
     threads: int = 0                # torch intra-op threads; 0 = leave torch's default
     device: str = "auto"            # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
-    amp: str = "none"               # none | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
+    amp: str = "none"               # none | bf16 | fp16 (autocast; fp16 adds a gradient scaler) | auto (bf16 on a CPU with bf16)
     channels_last: bool = False
     compile: bool = False
     init_weights: str | None = None  # start from these weights (safetensors or .pth), step 0

@@ -66,7 +66,7 @@ class Trainer:
             raise
 
     def _setup(self, cfg: Config, resume, progress: bool) -> None:
-        t, d, m = cfg.train, cfg.data, cfg.model
+        t = cfg.train
         self.runtime = rt = Runtime(t.device, t.threads, t.deterministic)
         self.device, self.rank, self.world_size, self.is_main = rt.device, rt.rank, rt.world_size, rt.is_main
         self.progress = progress and self.is_main
