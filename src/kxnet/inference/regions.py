@@ -14,7 +14,6 @@ crops' — is used instead (:attr:`RegionKernels.spread` below :data:`UNIFORM_SP
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
