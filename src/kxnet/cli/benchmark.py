@@ -11,7 +11,9 @@ def add_parser(sub):
                                    "kernels), score each model and bicubic, and write results.md, results.json, "
                                    "stage_psnr.png, kernel_width.png and kernels_<model>_<set>.png. Default cells: "
                                    "complete Set5, Set14 and B100 at σn 0, and Set5 and Set14 at σn 5 and 15 "
-                                   "(setting 2). Finished cells are cached in --work, keyed by the weights.")
+                                   "(setting 2). Finished cells are cached in --work, keyed by the weights. Under "
+                                   "torchrun the pairs of each cell are shared between the processes "
+                                   "(torchrun --nproc_per_node=2 -m kxnet benchmark … fills a 2-core CPU).")
     p.add_argument("--models", nargs="+", default=None,
                    help="shipped model names or weights files (default: every shipped model)")
     p.add_argument("--data", default=str(Path("..") / "shared" / "data" / "benchmarks"),
@@ -69,6 +71,7 @@ def run(args) -> int:
     from ..inference.benchmark import run_benchmark
     from ..models import resolve
     from ..models.zoo import read_manifest
+    from ..parallel import Group
 
     names = args.models or sorted(read_manifest())
     if not names:
@@ -79,11 +82,15 @@ def run(args) -> int:
         if not n.isdigit():
             raise ValueError(f"--max-images takes SET=N, got {item!r}")
         limits[set_name] = int(n)
-    models = [(n, resolve(n, device=args.device, photos=False)) for n in names]
-    report = run_benchmark(models, Path(args.data), Path(args.out), Path(args.work),
-                           _cells(args.sets, args.noise, args.photo), limits, args.device, args.oracle,
-                           sweep_set=None if args.no_sweep else "Set5")
+    plan = _cells(args.sets, args.noise, args.photo)
+    with Group(args.device) as group:
+        models = [(n, resolve(n, device=group.device, photos=False)) for n in names]
+        report = run_benchmark(models, Path(args.data), Path(args.out), Path(args.work), plan, limits, args.device,
+                               args.oracle, sweep_set=None if args.no_sweep else "Set5", group=group)
+    if report is None:      # another process under torchrun: rank 0 reports
+        return 0
     print((Path(args.out) / "results.md").read_text())
     print(f"wrote {args.out}/results.md, results.json, stage_psnr.png, kernels_*.png"
-          + ("" if args.no_sweep else ", kernel_width.png") + f" in {report['seconds']:.0f} s")
+          + ("" if args.no_sweep else ", kernel_width.png") + f" in {report['seconds']:.0f} s"
+          + (f" ({report['processes']} processes)" if report["processes"] > 1 else ""))
     return 0

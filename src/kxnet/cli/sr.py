@@ -137,15 +137,36 @@ def _process(up, src: Path, out: Path, args, kernel) -> dict:
     return write_job(job, out, src, save_kernel=args.save_kernel, stages=args.stages)
 
 
+def _weight(path: Path) -> float:
+    """How much work a file is, for sharing files between processes: its pixels (a video's
+    frames × pixels), from the header; its size in bytes where the header cannot say."""
+    from ..inference.video import is_video
+
+    try:
+        if is_video(path):
+            import av
+
+            with av.open(str(path)) as c:
+                v = c.streams.video[0]
+                return float(v.width * v.height * max(v.frames, 1))
+        from PIL import Image as PILImage
+
+        with PILImage.open(path) as im:
+            return float(im.width * im.height)
+    except Exception:  # an unreadable file fails in its own job, with its own message
+        return float(path.stat().st_size) if path.exists() else 0.0
+
+
 def run(args) -> int:
     from tqdm import tqdm
 
     from ..inference.job import side_paths
     from ..inference.regions import DEFAULT_REGION
+    from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel
     from ..inference.video import is_video
-    from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel, resolve_device
     from ..io import ImageError
     from ..models import ScaleMismatchError, resolve
+    from ..parallel import Group, shard
     from . import UsageError
 
     outdir = Path(args.output)
@@ -153,81 +174,98 @@ def run(args) -> int:
         raise UsageError(f"{outdir}: output exists and is not a folder")
     found, failures = _expand(args.inputs)
     total = len(found) + len(failures)
-    if total == 1 and failures:
-        raise ImageError(None, failures[0][1])
-    device = resolve_device(args.device)
-    try:
-        model = resolve(args.model, args.scale, device=device)
-    except ScaleMismatchError as e:
-        raise UsageError(f"{e.source}: checkpoint is ×{e.model_scale} but --scale {e.asked} was asked") from None
-    scale = model.scale
-    kernel = load_kernel(args.kernel, model.config.kernel_size) if args.kernel else None
-    overlap = DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap
-    if args.tile is not None and args.tile_overlap is None and args.tile:
-        overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
-    up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                  progress=not args.quiet, regions=args.regions,
-                  region_size=args.region_size or DEFAULT_REGION)
-    if kernel is not None and not up.takes_hr_kernel:
-        raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
-
-    video_up = Upscaler(model, device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                        regions="off")
-    jobs = [(f, _output(f, outdir / sub, scale, args)) for f, sub in found]
-    inputs = {f.resolve() for f, _ in jobs}
-    targets: dict[Path, Path] = {}
-    done = skipped = 0
-    say = (lambda msg: None) if args.quiet else tqdm.write
-    bar = tqdm(jobs, desc=f"sr x{scale}", unit="img", disable=args.quiet or len(jobs) < 2)
-    for src, out in bar:
-        resolved = out.resolve()
-        if resolved in inputs or any(p.resolve() in inputs for p in side_paths(out).values()):
-            failures.append((src, f"{src}: output {out} would overwrite an input; choose another -o"))
-            continue
-        if resolved in targets:
-            failures.append((src, f"{src}: output {out} is also the output of {targets[resolved]}; "
-                                  "rename one or run them separately"))
-            continue
-        targets[resolved] = src
-        if out.exists() and not args.overwrite:
-            skipped += 1
-            say(f"skipped {src}: {out} exists (use --overwrite to replace)")
-            continue
-        if kernel is not None and is_video(src):
-            failures.append((src, f"{src}: --kernel applies to images; a video gets a kernel per shot"))
-            continue
+    with Group(args.device) as group:
+        alone = group.world_size == 1
+        if total == 1 and failures and alone:
+            raise ImageError(None, failures[0][1])
         try:
-            # a video's frame bar is the progress; the tiles of each frame do not get their own
-            sc = _process(video_up if is_video(src) else up, src, out, args, kernel)
-        except (ImageError, ValueError, OSError, RuntimeError) as e:
-            if total == 1:
-                raise ImageError(src, _problem(e, src)) from None
-            failures.append((src, f"{src}: {_problem(e, src)}"))
-            continue
-        done += 1
-        if "shots" in sc:
-            say(f"{src} -> {out}  ({sc['output_size'][0]}×{sc['output_size'][1]}, {sc['frames']} frames, "
+            model = resolve(args.model, args.scale, device=group.device)
+        except ScaleMismatchError as e:
+            raise UsageError(f"{e.source}: checkpoint is ×{e.model_scale} but --scale {e.asked} was asked") from None
+        scale = model.scale
+        kernel = load_kernel(args.kernel, model.config.kernel_size) if args.kernel else None
+        overlap = DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap
+        if args.tile is not None and args.tile_overlap is None and args.tile:
+            overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
+        up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
+                      progress=not args.quiet, regions=args.regions, region_size=args.region_size or DEFAULT_REGION)
+        if kernel is not None and not up.takes_hr_kernel:
+            raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
+        # a video's frame bar is the progress; the tiles of each frame do not get their own
+        video_up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
+                            regions="off")
+
+        # Every process makes the same plan before any writes, so they agree on what is left
+        # to do (a rerun skips finished outputs) and on who does it.
+        jobs = [(f, _output(f, outdir / sub, scale, args)) for f, sub in found]
+        inputs = {f.resolve() for f, _ in jobs}
+        targets: dict[Path, Path] = {}
+        pending, skipped = [], []
+        for src, out in jobs:
+            resolved = out.resolve()
+            if resolved in inputs or any(p.resolve() in inputs for p in side_paths(out).values()):
+                failures.append((src, f"{src}: output {out} would overwrite an input; choose another -o"))
+            elif resolved in targets:
+                failures.append((src, f"{src}: output {out} is also the output of {targets[resolved]}; "
+                                      "rename one or run them separately"))
+            elif out.exists() and not args.overwrite:
+                targets[resolved] = src
+                skipped.append(f"skipped {src}: {out} exists (use --overwrite to replace)")
+            elif kernel is not None and is_video(src):
+                failures.append((src, f"{src}: --kernel applies to images; a video gets a kernel per shot"))
+            else:
+                targets[resolved] = src
+                pending.append((src, out))
+        group.barrier()
+        mine = [pending[i] for i in shard([_weight(src) for src, _ in pending], group.world_size, group.rank)]
+
+        say = (lambda msg: None) if args.quiet else tqdm.write
+        if group.is_main:
+            for line in skipped:
+                say(line)
+        done, mine_failed = 0, []
+        bar = tqdm(mine, desc=f"sr x{scale}" + (f" [{group.rank}]" if not alone else ""), unit="img",
+                   disable=args.quiet or len(mine) < 2)
+        for src, out in bar:
+            try:
+                sc = _process(video_up if is_video(src) else up, src, out, args, kernel)
+            except (ImageError, ValueError, OSError, RuntimeError) as e:
+                if total == 1 and alone:
+                    raise ImageError(src, _problem(e, src)) from None
+                mine_failed.append((src, f"{src}: {_problem(e, src)}"))
+                continue
+            done += 1
+            say(_summary_line(src, out, sc))
+        bar.close()
+        results = group.gather((done, mine_failed))
+        if group.is_main:
+            done = sum(d for d, _ in results)
+            failures += [f for _, fs in results for f in fs]
+        code = group.broadcast(1 if failures else 0)
+    if not group.is_main:
+        return code
+    if failures and total == 1:
+        raise ImageError(None, failures[0][1])
+    if not args.quiet:
+        print(f"{done} written, {len(skipped)} skipped, {len(failures)} failed -> {outdir}")
+    if failures:
+        print(f"kxnet sr: {len(failures)} of {total} inputs failed:", file=sys.stderr)
+        for _, msg in failures:
+            print(f"  {msg}", file=sys.stderr)
+    return code
+
+
+def _summary_line(src: Path, out: Path, sc: dict) -> str:
+    if "shots" in sc:
+        return (f"{src} -> {out}  ({sc['output_size'][0]}×{sc['output_size'][1]}, {sc['frames']} frames, "
                 f"{len(sc['shots'])} shot(s), {sc['seconds']['total']:.1f} s, audio {sc['audio']})")
-            continue
-        k = sc["kernel"]
-        say(f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
+    k = sc["kernel"]
+    return (f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
             + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")
             + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k.get("sigma_x") else "")
             + (", a kernel per region ({}×{})".format(*k["regions"]["grid"]) if (k.get("regions") or {}).get("used")
                else "")
             + ")")
-    bar.close()
-
-    if failures and total == 1:
-        raise ImageError(None, failures[0][1])
-    if not args.quiet:
-        print(f"{done} written, {skipped} skipped, {len(failures)} failed -> {outdir}")
-    if failures:
-        print(f"kxnet sr: {len(failures)} of {total} inputs failed:", file=sys.stderr)
-        for _, msg in failures:
-            print(f"  {msg}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _problem(e: BaseException, src: Path) -> str:

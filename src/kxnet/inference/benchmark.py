@@ -116,8 +116,9 @@ def _slug(name: str) -> str:
     return Path(base).stem if Path(base).suffix in (".safetensors", ".pth", ".pt") else base
 
 
-def _cached_eval(cache: Path | None, name: str, fn) -> dict:
-    """``fn()``'s summary (and estimated kernels), from ``cache/name.json`` when it is there."""
+def _cached_eval(cache: Path | None, name: str, fn, group=None) -> dict:
+    """``fn()``'s summary (and estimated kernels), from ``cache/name.json`` when it is there;
+    written by rank 0 only (every process computes it together and gets the same)."""
     path = cache / f"{name}.json" if cache else None
     if path is not None and path.is_file():
         return json.loads(path.read_text())
@@ -126,7 +127,7 @@ def _cached_eval(cache: Path | None, name: str, fn) -> dict:
     out = {"summary": res.summary(), "seconds": round(time.perf_counter() - t0, 1),
            "kernels": [p.estimated_kernel.tolist() if p.estimated_kernel is not None else None for p in res.pairs],
            "pairs": [{"hr": p.hr, "kernel_tag": p.kernel_tag} for p in res.pairs]}
-    if path is not None:
+    if path is not None and (group is None or group.is_main):
         atomic_write_json(path, out)
     return out
 
@@ -140,10 +141,15 @@ def _initial_kernel_l1(set_dir: Path) -> float:
 
 def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path, cells: dict[str, tuple],
                     max_images: dict[str, int], device: str = "cpu", oracle: bool = False,
-                    progress: bool = True, kernel_samples: dict | None = None) -> list[Cell]:
+                    progress: bool = True, kernel_samples: dict | None = None, group=None) -> list[Cell]:
     """Score ``model`` on ``cells`` (set name → noise levels, or degradations beyond the paper
     such as ``"5+jpeg75"``); ``kernel_samples`` (a dict) receives the estimated kernels of each
-    set's first noise-free cell for :func:`plot_kernel_estimates`."""
+    set's first noise-free cell for :func:`plot_kernel_estimates`. Under ``group`` (several
+    processes) the pairs of each cell are shared out and the cells are the same as one process
+    makes; rank 0 makes the sets and writes the cache."""
+    from ..parallel import Group
+
+    group = group or Group(device)
     model = resolve(model, device=device)
     scale, setting, arch = model.scale, model.config.setting, model.arch
     runner = model.runner
@@ -160,17 +166,19 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
             noise, extra = how.noise, ("_" + how.extra_tag if not how.is_paper else "")
             tag = f"{set_name}_{n_images}_{_files_tag(chosen)}"
             set_dir = work / "sets" / f"setting{setting}" / f"x{scale}" / f"noise{noise:g}{extra}" / tag
-            if not (set_dir / "manifest.json").is_file():
+            if group.is_main and not (set_dir / "manifest.json").is_file():
                 synthesise(chosen, set_dir, setting, scale, how, seed=0, overwrite=True, progress=False)
+            group.barrier()
             stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}"
 
             def run(as_oracle: bool, set_dir=set_dir):
-                return evaluate(runner, set_dir, name, device, per_stage=not as_oracle, progress=progress,
-                                oracle=as_oracle, keep_kernels=not as_oracle, arch=arch)
+                return evaluate(runner, set_dir, name, device, per_stage=not as_oracle,
+                                progress=progress and group.is_main, oracle=as_oracle, keep_kernels=not as_oracle,
+                                arch=arch, group=group)
 
             # a method that is not blind (USRNet alone) has only its oracle row
-            ours = _cached_eval(cache, stem + "_oracle" * (not arch.blind), lambda: run(not arch.blind))
-            bic = evaluate(bicubic, set_dir, "bicubic", "cpu", progress=False).summary()
+            ours = _cached_eval(cache, stem + "_oracle" * (not arch.blind), lambda: run(not arch.blind), group)
+            bic = evaluate(bicubic, set_dir, "bicubic", "cpu", progress=False, group=group).summary()
             s = ours["summary"]
             paper = full and how.is_paper
             cell = Cell(name, set_name, setting, scale, noise, n_images, s["pairs"], s["psnr"], s["ssim"],
@@ -189,7 +197,7 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
             if not arch.blind:
                 cell.oracle_psnr, cell.oracle_ssim, cell.method = cell.psnr, cell.ssim, f"{arch.label} (non-blind)"
             elif oracle:
-                o = _cached_eval(cache, stem + "_oracle", lambda: run(True))
+                o = _cached_eval(cache, stem + "_oracle", lambda: run(True), group)
                 cell.oracle_psnr, cell.oracle_ssim = o["summary"]["psnr"], o["summary"]["ssim"]
             out.append(cell)
     return out
@@ -337,35 +345,44 @@ def plot_kernel_estimates(sample: dict, path: Path, title: str) -> None:
 def run_benchmark(models: list[tuple[str, ResolvedModel]], data_root: Path, out: Path, work: Path,
                   cells: dict[int, dict[str, tuple[float, ...]]] | None = None, max_images: dict[str, int] | None = None,
                   device: str = "cpu", oracle: bool = False, sweep_set: str | None = "Set5",
-                  sweep_images: int | None = 5, progress: bool = True) -> dict:
+                  sweep_images: int | None = 5, progress: bool = True, group=None) -> dict | None:
     """Benchmark every model; ``cells`` maps setting → set → noise levels (default
-    :data:`DEFAULT_CELLS`). Writes results.md, results.json and the plots to ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    :data:`DEFAULT_CELLS`). Writes results.md, results.json and the plots to ``out`` and
+    returns the report; under ``group`` (several processes, e.g. ``torchrun``) the cells are
+    computed together and rank 0 writes them (the others return None)."""
+    from ..parallel import Group
+
+    group = group or Group(device)
     cells = cells or DEFAULT_CELLS
     t0 = time.time()
     all_cells, curves, curve_base, sweeps = [], {}, {}, {}
     for name, model in models:
         samples: dict = {}
-        model = resolve(model, device=device)
+        model = resolve(model, device=group.device)
         plan = cells[model.config.setting]
-        model_cells = benchmark_model(model, name, data_root, work, plan, max_images or {}, device, oracle,
-                                      progress, samples)
+        model_cells = benchmark_model(model, name, data_root, work, plan, max_images or {}, group.device, oracle,
+                                      progress, samples, group)
         all_cells += model_cells
-        if not model_cells:
+        if not model_cells or not group.is_main:
             continue
         ref = next((c for c in model_cells if c.noise == 0 and not c.degradation and c.set == "Set14"), model_cells[0])
         curves[f"{name} ({ref.set}, σn 0)"] = ref.stage_psnr
         curve_base[f"{name} ({ref.set}, σn 0)"] = ref.bicubic_psnr
+        out.mkdir(parents=True, exist_ok=True)
         for set_name, sample in samples.items():
             plot_kernel_estimates(sample, out / f"kernels_{_slug(name)}_{set_name}.png",
                                   f"{name}: estimated (rows 2…) against true kernels (row 1), {set_name}, σn 0")
             break  # one picture per model: the first set's
-        if sweep_set and model.arch.blind:  # the sweep runs blind
-            sweeps[name] = kernel_width_sweep(model, data_root / sweep_set, np.linspace(0.6, 4.6, 9), sweep_images, device)
+        if sweep_set and model.arch.blind:  # the sweep runs blind (rank 0 alone: a few images)
+            sweeps[name] = kernel_width_sweep(model, data_root / sweep_set, np.linspace(0.6, 4.6, 9), sweep_images,
+                                              group.device)
+    if not group.is_main:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(all_cells)
     atomic_write_bytes(out / "results.md", table.encode())
     report = {"cells": [dict(asdict(c), key=c.key) for c in all_cells], "kernel_width": sweeps,
-              "seconds": round(time.time() - t0, 1), "device": str(device)}
+              "seconds": round(time.time() - t0, 1), "device": str(group.device), "processes": group.world_size}
     atomic_write_json(out / "results.json", report)
     if any(curves.values()):
         plot_stage_curves(curves, curve_base, out / "stage_psnr.png")

@@ -183,16 +183,31 @@ def _as_u8(x: torch.Tensor) -> np.ndarray:
 @torch.inference_mode()
 def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | torch.device = "cpu",
              per_stage: bool = False, limit: int | None = None, progress: bool = True, oracle: bool = False,
-             batch_size: int | None = None, keep_kernels: bool = False, arch=None) -> EvalResult:
+             batch_size: int | None = None, keep_kernels: bool = False, arch=None, group=None) -> EvalResult:
     """Score ``model`` on every LR/HR pair of the set, the paper's way (docs/protocol.md, "Metrics").
 
     ``batch_size`` pairs of one HR image run as one batch (default: 8 on CUDA, 1 on the CPU);
     ``keep_kernels`` keeps each estimated kernel on its :class:`PairResult` (for pictures).
+    ``group`` (a :class:`kxnet.parallel.Group` of several processes) shares the pairs out by
+    pixels; every process returns the whole result, the same as one process would.
     """
     set_dir = Path(set_dir)
     manifest = load_manifest(set_dir)
     scale = manifest["scale"]
-    pairs = manifest["pairs"][:limit] if limit else manifest["pairs"]
+    all_pairs = manifest["pairs"][:limit] if limit else manifest["pairs"]
+    mine = list(range(len(all_pairs)))
+    if group is not None and group.world_size > 1:
+        from PIL import Image as PILImage
+
+        from ..parallel import shard
+
+        def pixels(path: Path) -> float:
+            with PILImage.open(path) as im:      # the header only
+                return float(im.width * im.height)
+
+        sizes = [pixels(set_dir / p["lr"]) for p in all_pairs]
+        mine = shard(sizes, group.world_size, group.rank)
+    pairs = [all_pairs[i] for i in mine]
     lrs = [to_uint8(read_image(set_dir / p["lr"]).rgb) for p in pairs]
     gts = [np.load(set_dir / p["kernel"]) for p in pairs]
     hr_cache: dict[str, np.ndarray] = {}   # the current image only: batches come image by image
@@ -223,7 +238,7 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
             else:
                 out = model(lr)
             for j, i in enumerate(idx):
-                k_est = out.kernel[j].float().cpu().numpy() if getattr(out, "kernel", None) is not None else None
+                k_est = out.kernel[j].float().cpu().numpy() if out.kernel is not None else None
                 stages = [_as_u8(x[j]) for x in out.stage_images] if per_stage and out.stage_images else []
                 results[i] = metrics_pool.submit(_score, pairs[i], _as_u8(out.sr[j]), hr_u8, lrs[i], scale,
                                                  None if oracle else k_est, gts[i], stages, keep_kernels)
@@ -234,6 +249,14 @@ def evaluate(model, set_dir: str | Path, method_name: str = "", device: str | to
             bar.update(len(idx))
         results = [f.result() for f in results]
     bar.close()
+    if group is not None and group.world_size > 1:
+        shares = group.gather(list(zip(mine, results)))
+        if group.is_main:
+            ordered = [None] * len(all_pairs)
+            for i, r in (item for share in shares for item in share):
+                ordered[i] = r
+            results = ordered
+        results = group.broadcast(results if group.is_main else None)
     return EvalResult(set_dir.name, method_name, manifest["setting"], scale, manifest["noise"], results, oracle)
 
 

@@ -13,37 +13,28 @@ import signal
 import threading
 import time
 import warnings
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from ..parallel import Group
 
 __all__ = ["CpuClock", "Runtime", "StopSignals"]
 
 
 class Runtime:
-    """Rank, world size and device of this process; set up from ``train`` settings."""
+    """Rank, world size and device of this process (:class:`kxnet.parallel.Group`), and the
+    torch settings of the run (threads, determinism), put back by :meth:`close`."""
 
     def __init__(self, device: str = "auto", threads: int = 0, deterministic: bool = False):
         self._restore = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
                          torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)
-        self._owns_process_group = False
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0")) if self.world_size > 1 else 0
-        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if self.world_size > 1 else 0
-        want = "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-        if want.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise ValueError(f"train.device={device}: CUDA is not available here")
-            index = local_rank if self.world_size > 1 or ":" not in want else int(want.split(":", 1)[1])
-            self.device = torch.device("cuda", index)
-            torch.cuda.set_device(self.device)
-        else:
-            self.device = torch.device("cpu")
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
-            self._owns_process_group = True
-        self.is_main = self.rank == 0
+        try:
+            self.group = Group(device)
+        except ValueError as e:   # name the recipe's key
+            raise ValueError(f"train.device={device}: {str(e).split(': ', 1)[-1]}") from None
+        self.world_size, self.rank, self.device = self.group.world_size, self.group.rank, self.group.device
+        self.is_main = self.group.is_main
         if threads:
             torch.set_num_threads(threads)
         if deterministic:
@@ -84,19 +75,11 @@ class Runtime:
         return bool(t.item())
 
     def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
+        self.group.barrier()
 
     def close(self) -> None:
         """Leave the process group we joined and restore torch's global settings."""
-        if self._owns_process_group and dist.is_initialized():
-            # a rank that tears gloo down while a peer still talks to it can abort (SIGABRT at exit)
-            try:
-                dist.barrier()
-            except RuntimeError:
-                pass  # a peer already failed; torchrun reports that one
-            dist.destroy_process_group()
-            self._owns_process_group = False
+        self.group.close()
         threads, det, warn_only, bench = self._restore
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det, warn_only=warn_only)
