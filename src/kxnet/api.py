@@ -20,6 +20,7 @@ import numpy as np
 __all__ = ["SRResult", "super_resolve"]
 
 _cache: dict = {}       # the last resolved model, so repeated calls neither reload nor re-optimise it
+_upscalers: dict = {}   # the last upscaler (its backend: compiled graphs) for the same arguments
 
 
 # --------------------------------------------------------------------------- conversions
@@ -116,7 +117,7 @@ class SRResult:
 
 
 def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None, tile: int | None = None,
-                  kernel=None, regions: str = "auto") -> SRResult:
+                  kernel=None, regions: str = "auto", backend: str = "auto") -> SRResult:
     """Super-resolve one image, estimating its blur kernel (or using ``kernel``).
 
     ``image_or_path``: a file path, a NumPy array (H×W grey or H×W×3/4, uint8/uint16/float in
@@ -127,8 +128,10 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     ``kernel``: a p×p array (or a ``.npy``/image file) for non-blind super-resolution.
     ``regions``: a kernel per region of an unevenly blurred photo — ``"auto"`` (where the photo
     is large enough and its regions disagree), ``"on"`` or ``"off"``; ``info["regions"]`` then
-    lists each region's kernel fit. The model is resolved once and kept between calls with the
-    same arguments.
+    lists each region's kernel fit. ``backend``: ``"auto"`` (OpenVINO in bf16 on a CPU with bf16
+    where the ``openvino`` extra is installed, else PyTorch), ``"torch"`` or ``"openvino"``;
+    ``info["backend"]`` says which ran. The model is resolved once and kept between calls with
+    the same arguments.
     """
     from .inference.job import run_job
     from .inference.upscaler import MIN_INPUT_SIDE, Upscaler, load_kernel, resolve_device
@@ -165,7 +168,10 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
     if source is not None:
         kernel = load_kernel(kernel, resolved.config.kernel_size)
-    job = run_job(Upscaler(resolved, dev, tile=tile, regions=regions), img, kernel=kernel, kernel_source=source)
+    key = (key, tile, regions, backend)
+    if _upscalers.get("key") != key:     # an OpenVINO runner compiles per input size: keep it
+        _upscalers.update(key=key, upscaler=Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend))
+    job = run_job(_upscalers["upscaler"], img, kernel=kernel, kernel_source=source)
     info = dict(job.info)
     info["model"] = {k: job.model[k] for k in ("name", "file", "sha256", "arch", "scale", "setting", "stages",
                                                "kernel_size", "mode") if k in job.model}

@@ -10,6 +10,12 @@ residual scale folded into the weights. It shares no code with the model's forwa
 export is always checked against the PyTorch model (:func:`export_onnx` does it and reports
 the largest difference).
 
+Tiled inference needs two more graphs of the same forward (:mod:`kxnet.inference.openvino`
+builds them): the blind one also returning the per-stage kernels K¹…K^T
+(``ExportableKXNet(..., stage_kernels=True)``), and :class:`NonBlindExportableKXNet`, which
+takes those kernels as an input and runs only the X-steps, as ``KXNet.forward(y, kernel=[K¹…K^T])``
+does.
+
 Needs the ``onnx`` extra (``onnx``, ``onnxruntime``); the TorchScript-based exporter is used,
 so ``onnxscript`` is not needed.
 """
@@ -32,7 +38,8 @@ import torch.nn.functional as F
 from .models.fast import folded_prox_params
 from .models.kxnet import GAMMA_DIVISOR, NORMALISER_EPS, PROJECTION_EPS, KXNet
 
-__all__ = ["ExportableKXNet", "OnnxReport", "export_onnx", "onnx_session", "run_onnx", "compare_backends"]
+__all__ = ["ExportableKXNet", "NonBlindExportableKXNet", "OnnxReport", "export_onnx", "onnx_session", "run_onnx",
+           "compare_backends"]
 
 DEFAULT_OPSET = 17
 
@@ -58,25 +65,19 @@ class _FoldedProxNet(nn.Module):
         return F.relu(u + self.convs[8](z))
 
 
-class ExportableKXNet(nn.Module):
-    """The blind KXNet forward for one LR size ``(h, w)`` and batch 1, with static shapes:
-    ``forward(lr)`` → ``(sr, kernel)`` (1×3×sh×sw, 1×p×p). Weights are copied from ``model``."""
+class _StaticShapeStages(nn.Module):
+    """What the blind and non-blind graphs share: the physics operators for one LR size
+    ``(h, w)``, batch 1 and ``p``×``p`` kernels, and the X-step of every stage."""
 
-    def __init__(self, model: KXNet, size: tuple[int, int]):
+    def __init__(self, model: KXNet, size: tuple[int, int], kernel_size: int):
         super().__init__()
         c = model.config
-        self.scale, self.p, self.mode, self.stages = c.scale, c.kernel_size, c.mode, c.stages
+        self.scale, self.p, self.mode, self.stages = c.scale, int(kernel_size), c.mode, c.stages
         self.h, self.w = int(size[0]), int(size[1])
         if c.scale * min(self.h, self.w) <= self.p // 2:
             raise ValueError(f"LR size {self.h}×{self.w} is too small for {self.p}×{self.p} kernels at ×{c.scale}")
         with torch.no_grad():
             self.register_buffer("av_x_ker", model.AV_X_ker.detach().clone())
-            self.register_buffer("kernel_map", model.kernel_map.detach().clone())
-            self.register_buffer("gamma", model.gamma_stage.detach().clone())
-            self.register_buffer("initial_kernel", model.initial_kernel.detach().clone())
-        # K⁰ from the LR image where the model has an estimator (a KENet: static-shape layers only)
-        self.estimator = None if model.K_estimator is None else copy.deepcopy(model.K_estimator).eval()
-        self.k_prox = nn.ModuleList(_FoldedProxNet(st.K_ProNet) for st in model.K_stage)
         self.x_prox = nn.ModuleList(_FoldedProxNet(st.X_ProNet) for st in model.X_stage)
 
     # ---- operators with constant shapes (batch 1, three colour channels)
@@ -136,14 +137,45 @@ class ExportableKXNet(nn.Module):
 
     # ---- stages
 
-    def forward(self, y):
-        s, p = self.scale, self.p
+    def _image_step(self, t, x, y, k, aux_x):
+        s = self.scale
         n = 3 * s * s
-        x = F.interpolate(y, scale_factor=s, mode="bicubic", align_corners=False)
-        aux_x = F.conv2d(y, self.av_x_ker, padding=1)
+        e = self._blur_downsample(x, k) - y
+        both = self._adjoint(torch.cat([e, torch.ones(1, 1, self.h, self.w)], dim=1), k, 4)
+        g = both[:, :3] / (both[:, 3:] + NORMALISER_EPS)
+        v = self.x_prox[t](torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux_x], dim=1))
+        return F.pixel_shuffle(v[:, :n], s), v[:, 2 * n + 3:]
+
+    def _start(self, y):
+        return (F.interpolate(y, scale_factor=self.scale, mode="bicubic", align_corners=False),
+                F.conv2d(y, self.av_x_ker, padding=1))
+
+
+class ExportableKXNet(_StaticShapeStages):
+    """The blind KXNet forward for one LR size ``(h, w)`` and batch 1, with static shapes:
+    ``forward(lr)`` → ``(sr, kernel)`` (1×3×sh×sw, 1×p×p), and with ``stage_kernels`` also
+    K¹…K^T as a third output (1×T×p×p). Weights are copied from ``model``."""
+
+    def __init__(self, model: KXNet, size: tuple[int, int], stage_kernels: bool = False):
+        super().__init__(model, size, model.config.kernel_size)
+        self.stage_kernels = stage_kernels
+        with torch.no_grad():
+            self.register_buffer("kernel_map", model.kernel_map.detach().clone())
+            self.register_buffer("gamma", model.gamma_stage.detach().clone())
+            self.register_buffer("initial_kernel", model.initial_kernel.detach().clone())
+        # K⁰ from the LR image where the model has an estimator (a KENet: static-shape layers only)
+        self.estimator = None if model.K_estimator is None else copy.deepcopy(model.K_estimator).eval()
+        if self.estimator is not None and min(self.h, self.w) < self.estimator.MIN_SIDE:
+            side = self.estimator.MIN_SIDE
+            raise ValueError(f"KENet needs LR images of at least {side}×{side}, got {self.h}×{self.w}")
+        self.k_prox = nn.ModuleList(_FoldedProxNet(st.K_ProNet) for st in model.K_stage)
+
+    def forward(self, y):
+        p = self.p
+        x, aux_x = self._start(y)
         k = self.initial_kernel.reshape(1, p, p) if self.estimator is None else self.estimator.estimate(y)
         aux_k = self.kernel_map.unsqueeze(0)
-        ones = torch.ones(1, 1, self.h, self.w)
+        kernels = []
         for t in range(self.stages):
             residual = self._blur_downsample(x, k) - y
             k = k - self.gamma[t] / GAMMA_DIVISOR * self._kernel_gradient(x, residual)
@@ -151,13 +183,28 @@ class ExportableKXNet(nn.Module):
             k = F.relu(z[:, :3].mean(dim=1) + PROJECTION_EPS)
             k = k / k.sum(dim=(-2, -1), keepdim=True)
             aux_k = z[:, 3:]
-            e = self._blur_downsample(x, k) - y
-            both = self._adjoint(torch.cat([e, ones], dim=1), k, 4)
-            g = both[:, :3] / (both[:, 3:] + NORMALISER_EPS)
-            v = self.x_prox[t](torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux_x], dim=1))
-            x = F.pixel_shuffle(v[:, :n], s)
-            aux_x = v[:, 2 * n + 3:]
-        return x, k
+            x, aux_x = self._image_step(t, x, y, k, aux_x)
+            kernels.append(k)
+        return (x, k, torch.stack(kernels, dim=1)) if self.stage_kernels else (x, k)
+
+
+class NonBlindExportableKXNet(_StaticShapeStages):
+    """The non-blind KXNet forward for one LR size and batch 1: ``forward(lr, kernels)`` with
+    ``kernels`` 1×T×p×p (stage t's X-step uses ``kernels[:, t]``, the K-steps are skipped) →
+    ``sr`` (1×3×sh×sw). As ``KXNet.forward(lr, kernel=[K¹…K^T])``; a single kernel is every
+    stage's when repeated T times. ``kernel_size`` defaults to the model's."""
+
+    def __init__(self, model: KXNet, size: tuple[int, int], kernel_size: int | None = None):
+        p = model.config.kernel_size if kernel_size is None else int(kernel_size)
+        if p < 1 or p % 2 != 1:
+            raise ValueError(f"kernels must be odd-sized, got {p}×{p}")
+        super().__init__(model, size, p)
+
+    def forward(self, y, kernels):
+        x, aux_x = self._start(y)
+        for t in range(self.stages):
+            x, aux_x = self._image_step(t, x, y, kernels[:, t], aux_x)
+        return x
 
 
 @dataclass

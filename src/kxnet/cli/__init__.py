@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-SUBCOMMANDS = ["sr", "synth", "eval", "train", "convert", "models", "export", "benchmark"]
+SUBCOMMANDS = ["sr", "synth", "eval", "train", "convert", "models", "export", "benchmark", "demo"]
 
 
 class UsageError(Exception):

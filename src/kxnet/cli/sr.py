@@ -42,6 +42,9 @@ def add_parser(sub):
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
                    help="CUDA autocast precision (default fp32)")
+    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+                   help="the engine on the CPU: auto (OpenVINO in bf16 where the CPU has bf16 and the 'openvino' "
+                        "extra is installed, else PyTorch's optimised path), torch, or openvino")
     p.add_argument("--tile", type=int, default=None, metavar="N",
                    help="tile side in LR pixels (default 256; 0 = never tile)")
     p.add_argument("--tile-overlap", type=int, default=None, metavar="N",
@@ -188,12 +191,13 @@ def run(args) -> int:
         if args.tile is not None and args.tile_overlap is None and args.tile:
             overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
         up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                      progress=not args.quiet, regions=args.regions, region_size=args.region_size or DEFAULT_REGION)
+                      progress=not args.quiet, regions=args.regions, region_size=args.region_size or DEFAULT_REGION,
+                      backend=args.backend)
         if kernel is not None and not up.takes_hr_kernel:
             raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
         # a video's frame bar is the progress; the tiles of each frame do not get their own
         video_up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                            regions="off")
+                            regions="off", backend=args.backend)
 
         # Every process makes the same plan before any writes, so they agree on what is left
         # to do (a rerun skips finished outputs) and on who does it.

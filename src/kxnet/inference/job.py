@@ -77,6 +77,7 @@ def sidecar(job: Job, input_path, output_path, output_layout: tuple[str, int], f
         "scale": info.pop("scale"),
         "device": info.pop("device"),
         "precision": info.pop("precision"),
+        "backend": info.pop("backend", None),
         "seconds": info.pop("seconds"),
         "tiling": {key: info.pop(key) for key in ("tiled", "tile", "tile_overlap", "tiles", "tile_grid",
                                                    "padded_to")},

@@ -52,6 +52,7 @@ from ..io import Image, ImageError, from_tensor, luma, read_image, to_tensor
 from ..metrics import gaussian_fit as kernel_parameters
 from ..models import resolve
 from ..physics import bicubic_upsample
+from .backends import choose
 from .regions import DEFAULT_REGION, UNIFORM_SPREAD, RegionKernels, region_starts
 
 __all__ = [
@@ -191,15 +192,15 @@ class Upscaler:
     overlap of neighbouring tiles in LR pixels; ``kernel_crop`` the side of the centre crop
     the kernel is estimated on for tiled images (``None`` → ``tile``). ``precision`` ``fp16``
     or ``bf16`` runs the network under CUDA autocast (CUDA only). ``progress`` shows a bar
-    over the tiles of tiled images. ``optimized`` (default) runs the architecture's inference
-    path (:meth:`~kxnet.models.Architecture.runner`, built once per resolved model); ``False``
-    keeps the plain module.
+    over the tiles of tiled images. ``optimized`` (default) runs the ``backend``
+    (:func:`kxnet.inference.backends.choose`: ``"torch"``, the architecture's optimised path,
+    built once per resolved model; ``"openvino"``; ``"auto"``); ``False`` keeps the plain module.
     """
 
     def __init__(self, model, device: str | torch.device | None = "auto", tile: int | None = None,
                  tile_overlap: int = DEFAULT_OVERLAP, kernel_crop: int | None = None,
                  precision: str = "fp32", progress: bool = False, optimized: bool = True,
-                 regions: str = "auto", region_size: int = DEFAULT_REGION):
+                 regions: str = "auto", region_size: int = DEFAULT_REGION, backend: str = "torch"):
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -218,7 +219,11 @@ class Upscaler:
         self.kernel_crop = int(kernel_crop) if kernel_crop else (tile or None)
         self.precision = precision
         self.progress = progress
-        self.model = self.resolved.runner if optimized else self.resolved.model
+        if optimized:
+            chosen = choose(self.resolved, backend, self.device)
+            self.model, self.backend = chosen.module, chosen.describe()
+        else:
+            self.model, self.backend = self.resolved.model, {"name": "torch", "precision": "fp32 plain"}
         self.scale = self.resolved.scale
         self.kernel_size = self.resolved.config.kernel_size
         # a method whose non-blind input is not an HR blur kernel (DCLS: an LR-space kernel)
@@ -337,7 +342,7 @@ class Upscaler:
                 kernel_at, mode = regions.at, "regions"
             else:
                 kernel = regions.mean()
-        info = {"device": str(self.device), "precision": self.precision, "scale": s,
+        info = {"device": str(self.device), "precision": self.precision, "backend": self.backend, "scale": s,
                 "tiled": plan.count > 1, "tile": (plan.th if kernel_at else self.tile) or None,
                 "tile_overlap": self.tile_overlap, "tiles": plan.count, "tile_grid": [len(plan.ys), len(plan.xs)],
                 "padded_to": [pw, ph] if (ph, pw) != (h, w) else None, "kernel_mode": mode}

@@ -435,5 +435,5 @@ register_architecture(Architecture(
     optional_keys=frozenset({"kernel_map0", "eta_stage"}),
     summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
                       + (", K⁰ from a KENet" if c.estimator else ""),
-    optimize=_optimize, loss=KXNetLoss, label="KXNet", regional=True,
+    optimize=_optimize, loss=KXNetLoss, label="KXNet", regional=True, exportable=True,
 ))

@@ -122,6 +122,7 @@ class Architecture:
     * ``regional``: its blind estimate is per-stage HR kernels that tiles can take one by one,
       so a photo can be given a kernel per region (``kxnet.inference.regions``);
     * ``optimize(model)``: an inference module with the same outputs, faster (None: the model);
+    * ``exportable``: a static-shape export exists (``kxnet.export``: ONNX, the OpenVINO backend);
     * ``loss``: the dataclass of its training loss weights (``train.loss`` in a recipe);
     * ``label``: its name in the paper's tables.
     """
@@ -141,6 +142,7 @@ class Architecture:
     oracle_condition: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any] | None = None
     min_input_side: int = 8
     regional: bool = False
+    exportable: bool = False
     optimize: Callable[[nn.Module], nn.Module] | None = None
     loss: type | None = None
     label: str = ""

@@ -1,0 +1,61 @@
+"""Which engine runs the network: PyTorch (the architecture's optimised path) or OpenVINO.
+
+``choose(resolved, "auto")`` picks OpenVINO in bf16 where it measured faster at the same
+answers — a CPU with bf16 arithmetic (AVX-512 BF16, AMX), the ``openvino`` extra installed, a
+model with a static-shape export (KXNet) — and PyTorch's optimised path everywhere else,
+OpenVINO's float32 included, which measured no faster than it (docs/speed.md, "Backends").
+``"torch"`` and ``"openvino"`` force one. What was chosen goes into every report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+__all__ = ["BACKENDS", "Backend", "choose"]
+
+BACKENDS = ("auto", "torch", "openvino")
+SNAP = 32    # OpenVINO pads inputs to multiples of this, so a folder of photos needs few graphs
+
+
+@dataclass
+class Backend:
+    """The module inference calls, and what it is (``name``, ``precision``) for reports."""
+
+    module: nn.Module
+    name: str
+    precision: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "precision": self.precision}
+
+
+def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", threads: int | None = None) -> Backend:
+    """The backend for ``resolved`` (a :class:`~kxnet.models.ResolvedModel`) on ``device``."""
+    from ..hardware import cpu_has_bf16
+    from .openvino import openvino_available
+
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    on_cpu = torch.device(device).type == "cpu"
+    possible = on_cpu and resolved.arch.exportable
+    if backend == "openvino":
+        if not possible:
+            raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else 'KXNet models'} only "
+                             f"({resolved.arch.name} on {device})")
+        if not openvino_available():
+            raise ValueError("the OpenVINO backend needs the extra: pip install 'kxnet[openvino]'")
+        return _openvino(resolved, "auto", threads)
+    if backend == "auto" and possible and cpu_has_bf16() and openvino_available():
+        return _openvino(resolved, "bf16", threads)
+    optimized = resolved.runner is not resolved.model
+    return Backend(resolved.runner, "torch", "fp32 " + ("optimized" if optimized else "plain"))
+
+
+def _openvino(resolved, precision: str, threads: int | None) -> Backend:
+    from .openvino import OpenVINORunner
+
+    runner = OpenVINORunner(resolved.model, precision=precision, threads=threads, snap=SNAP)
+    return Backend(runner, "openvino", runner.precision)

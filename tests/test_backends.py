@@ -1,0 +1,75 @@
+"""The engine that runs the network (kxnet.inference.backends): the choice `auto` makes, forcing
+one, and one answer to bad input whichever runs."""
+
+import numpy as np
+import pytest
+
+from conftest import perturbed_kxnet
+from kxnet.inference import backends
+from kxnet.inference.upscaler import Upscaler
+from kxnet.io import Image
+from kxnet.metrics import kernel_l1
+from kxnet.models import resolve
+
+
+@pytest.fixture
+def kx():
+    return resolve(perturbed_kxnet(2, 2))
+
+
+def _force(monkeypatch, bf16: bool, openvino: bool):
+    import kxnet.hardware
+    import kxnet.inference.openvino
+
+    monkeypatch.setattr(kxnet.hardware, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(kxnet.inference.openvino, "openvino_available", lambda: openvino)
+
+
+def test_auto_keeps_pytorch_without_bf16_or_without_the_extra(kx, monkeypatch):
+    for bf16, ov in ((False, True), (True, False), (False, False)):
+        _force(monkeypatch, bf16, ov)
+        chosen = backends.choose(kx, "auto", "cpu")
+        assert chosen.name == "torch" and chosen.module is kx.runner and chosen.precision == "fp32 optimized"
+    # the optimised path is built once per resolved model, whoever asks
+    assert backends.choose(kx, "torch", "cpu").module is kx.runner
+
+
+def test_auto_picks_openvino_bf16_on_a_bf16_cpu(kx, monkeypatch):
+    pytest.importorskip("openvino")
+    _force(monkeypatch, True, True)
+    chosen = backends.choose(kx, "auto", "cpu")
+    assert chosen.name == "openvino" and chosen.precision == "bf16" and chosen.describe() == \
+        {"name": "openvino", "precision": "bf16"}
+
+
+def test_forcing_a_backend_that_cannot_run_says_why(monkeypatch):
+    from kxnet.models import create_model
+
+    dcls = resolve(create_model("dcls", scale=2, setting=2, nf=16, nb=1, ng=1, input_para=8))
+    with pytest.raises(ValueError, match="KXNet models only"):
+        backends.choose(dcls, "openvino", "cpu")
+    assert backends.choose(dcls, "auto", "cpu").name == "torch"       # auto never fails
+    _force(monkeypatch, True, False)
+    with pytest.raises(ValueError, match="pip install 'kxnet\\[openvino\\]'"):
+        backends.choose(resolve(perturbed_kxnet(2, 2)), "openvino", "cpu")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backends.choose(resolve(perturbed_kxnet(2, 2)), "fast", "cpu")
+
+
+def test_every_backend_gives_one_answer_to_bad_input(kx):
+    pytest.importorskip("openvino")
+    ups = [Upscaler(kx, "cpu", backend=b) for b in ("torch", "openvino")]
+    assert [u.backend["name"] for u in ups] == ["torch", "openvino"]
+    img = Image(rgb=np.random.default_rng(0).random((20, 24, 3)).astype(np.float32))
+    for bad in (np.ones((4, 4)), np.ones((13, 13)), np.full((3, 3), np.nan)):
+        messages = set()
+        for up in ups:
+            with pytest.raises(ValueError) as e:
+                up.run(img, kernel=bad)
+            messages.add(str(e.value))
+        assert len(messages) == 1, messages
+    # and the same picture, to the bf16 cost, with the kernel the same to float32 rounding
+    (a, ka, ia, _), (b, kb, ib, _) = (up.run(img) for up in ups)
+    assert ia["backend"]["name"] == "torch" and ib["backend"]["name"] == "openvino"
+    mse = float(np.mean((a.rgb - b.rgb) ** 2))
+    assert 10 * np.log10(1 / mse) > 35 and kernel_l1(ka, kb) < 0.05      # 2 = disjoint kernels
