@@ -239,13 +239,16 @@ class Upscaler:
 
     # -- network ---------------------------------------------------------------------
 
-    def _forward(self, y: torch.Tensor, kernel=None):
+    def _forward(self, y: torch.Tensor, kernel=None, stages: bool = False):
+        """The network on ``y``; ``stages`` asks for every stage's image, which only the PyTorch
+        module returns (an OpenVINO graph returns the last), so that one forward runs there."""
         y = y.to(self.device)
+        model = self.resolved.runner if stages and self.backend["name"] != "torch" else self.model
         with torch.inference_mode():
             if self.precision == "fp32":
-                return self.model(y, kernel=kernel)
+                return model(y, kernel=kernel)
             with torch.autocast("cuda", dtype=_AUTOCAST[self.precision]):
-                return self.model(y, kernel=kernel)
+                return model(y, kernel=kernel)
 
     @staticmethod
     def _sr(out) -> np.ndarray:
@@ -353,7 +356,7 @@ class Upscaler:
             info["kernel_estimated_on"] = f"{regions.shape[0]}×{regions.shape[1]} regions of {self.region_size} px"
             sr = self._tiled(lr, plan, kernel_at=kernel_at)
         elif plan.count == 1:
-            out = self._forward(lr, kernel)
+            out = self._forward(lr, kernel, stages=keep_output)
             sr = self._sr(out)
             final_kernel = out.kernel[0] if out.kernel is not None else None
             info["kernel_estimated_on"] = "whole image" if kernel is None else (
@@ -364,7 +367,7 @@ class Upscaler:
             if kernel is None:
                 ch, cw = min(self.kernel_crop, ph), min(self.kernel_crop, pw)
                 y0, x0 = (ph - ch) // 2, (pw - cw) // 2
-                crop_out = self._forward(lr[..., y0:y0 + ch, x0:x0 + cw])
+                crop_out = self._forward(lr[..., y0:y0 + ch, x0:x0 + cw], stages=keep_output)
                 # the estimate in the form the model takes back (KXNet: its per-stage kernels)
                 kernel = crop_out.condition if crop_out.condition is not None else \
                     [k.detach().clone() for k in crop_out.stage_kernels]
