@@ -73,3 +73,26 @@ def test_every_backend_gives_one_answer_to_bad_input(kx):
     assert ia["backend"]["name"] == "torch" and ib["backend"]["name"] == "openvino"
     mse = float(np.mean((a.rgb - b.rgb) ** 2))
     assert 10 * np.log10(1 / mse) > 35 and kernel_l1(ka, kb) < 0.05      # 2 = disjoint kernels
+
+
+def test_benchmark_runs_on_the_backend_asked_and_says_so(tmp_path):
+    pytest.importorskip("openvino")
+    import json
+    import shutil
+    from pathlib import Path
+
+    from kxnet.cli import main
+    from kxnet.models import save_model
+
+    data = tmp_path / "benchmarks"
+    (data / "Set5").mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "chart_x4.png", data / "Set5" / "chart.png")
+    weights = save_model(perturbed_kxnet(2, 1), tmp_path / "tiny.safetensors")
+    common = ["benchmark", "--models", str(weights), "--data", str(data), "--sets", "Set5", "--noise", "0",
+              "--no-sweep", "--work", str(tmp_path / "work")]
+    assert main(common + ["--backend", "openvino", "--out", str(tmp_path / "ov")]) == 0
+    assert main(common + ["--out", str(tmp_path / "auto")]) == 0      # no recorded cost: PyTorch
+    ov, auto = (json.loads((tmp_path / d / "results.json").read_text())["cells"][0] for d in ("ov", "auto"))
+    assert ov["backend"].startswith("openvino-") and auto["backend"] == "torch"
+    assert abs(ov["psnr"] - auto["psnr"]) < 0.5 and "(openvino-" in (tmp_path / "ov" / "results.md").read_text()
+    assert len(list(next((tmp_path / "work" / "cells").iterdir()).glob("*.json"))) == 2   # cached apart

@@ -79,6 +79,7 @@ class Cell:
     seconds: float | None = None
     full: bool = True                            # every image of the set (only then is a paper cell comparable)
     degradation: str = ""                        # one beyond the paper ("5+jpeg75"); "" for the paper's
+    backend: str = "torch"                       # what ran the network: torch, or openvino-bf16 (docs/speed.md)
 
     @property
     def key(self) -> str:
@@ -141,18 +142,26 @@ def _initial_kernel_l1(set_dir: Path) -> float:
 
 def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path, cells: dict[str, tuple],
                     max_images: dict[str, int], device: str = "cpu", oracle: bool = False,
-                    progress: bool = True, kernel_samples: dict | None = None, group=None) -> list[Cell]:
+                    progress: bool = True, kernel_samples: dict | None = None, group=None,
+                    backend: str = "torch") -> list[Cell]:
     """Score ``model`` on ``cells`` (set name → noise levels, or degradations beyond the paper
     such as ``"5+jpeg75"``); ``kernel_samples`` (a dict) receives the estimated kernels of each
     set's first noise-free cell for :func:`plot_kernel_estimates`. Under ``group`` (several
     processes) the pairs of each cell are shared out and the cells are the same as one process
-    makes; rank 0 makes the sets and writes the cache."""
+    makes; rank 0 makes the sets and writes the cache. ``backend`` is what runs the network
+    (:func:`fast_backend_allowed` says when ``auto`` may take OpenVINO); cells of another
+    backend than PyTorch are cached apart and say which ran them."""
     from ..parallel import Group
+    from .backends import choose
 
     group = group or Group(device)
     model = resolve(model, device=device)
     scale, setting, arch = model.scale, model.config.setting, model.arch
-    runner = model.runner
+    if backend == "auto":
+        backend = "openvino" if fast_backend_allowed(model) else "torch"
+    chosen = choose(model, backend, group.device) if backend != "torch" else None
+    runner = chosen.module if chosen else model.runner
+    engine = "torch" if chosen is None else f"{chosen.name}-{chosen.precision}"
     bicubic = create_model("bicubic", scale=scale)
     cache = work / "cells" / weights_fingerprint(model.model)
     cache.mkdir(parents=True, exist_ok=True)
@@ -169,7 +178,7 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
             if group.is_main and not (set_dir / "manifest.json").is_file():
                 synthesise(chosen, set_dir, setting, scale, how, seed=0, overwrite=True, progress=False)
             group.barrier()
-            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}"
+            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}" + ("" if engine == "torch" else f"_{engine}")
 
             def run(as_oracle: bool, set_dir=set_dir):
                 return evaluate(runner, set_dir, name, device, per_stage=not as_oracle,
@@ -186,7 +195,7 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
                         paper_value(arch.label, setting, noise, scale, set_name) if paper else None,
                         paper_value("Bicubic", setting, noise, scale, set_name) if paper else None,
                         arch.label, s["stage_psnr"], seconds=ours["seconds"], full=full,
-                        degradation="" if how.is_paper else how.spec)
+                        degradation="" if how.is_paper else how.spec, backend=engine)
             if s.get("kernel_l1") is not None:
                 cell.kernel = {k: s[k] for k in _KERNEL_FIELDS}
                 cell.kernel["initial_kernel_l1"] = _initial_kernel_l1(set_dir)
@@ -201,6 +210,22 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
                 cell.oracle_psnr, cell.oracle_ssim = o["summary"]["psnr"], o["summary"]["ssim"]
             out.append(cell)
     return out
+
+
+FAST_BACKEND_COST_DB = 0.01   # the most a cell may move for the benchmark to use the fast backend
+
+
+def fast_backend_allowed(model: ResolvedModel) -> bool:
+    """Whether ``auto`` may benchmark ``model`` on OpenVINO (bf16): only a shipped model whose
+    manifest entry records, for every complete cell measured both ways, a PSNR change of at most
+    :data:`FAST_BACKEND_COST_DB` (``notes["fast_backend_cost_db"]``, cell → Δ dB), on a CPU
+    where ``auto`` would choose OpenVINO at all."""
+    from ..hardware import cpu_has_bf16
+    from .openvino import openvino_available
+
+    costs = (model.entry.notes.get("fast_backend_cost_db") if model.entry is not None else None) or {}
+    return (bool(costs) and max(abs(v) for v in costs.values()) <= FAST_BACKEND_COST_DB and model.arch.exportable
+            and cpu_has_bf16() and openvino_available())
 
 
 def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int | None = None,
@@ -253,7 +278,8 @@ def markdown_table(cells: list[Cell]) -> str:
         theta = f"{_fmt(k.get('theta_err_deg'), '.1f')}°" if k else "–"
         order = k.get("width_order") if k else None
         order_s = f"{order['failed']}/{order['compared']}" if order else "–"
-        lines.append(f"| {c.model} | {set_label} | {c.label} | {c.psnr:.2f} / {c.ssim:.4f} | "
+        engine = "" if c.backend == "torch" else f" ({c.backend})"
+        lines.append(f"| {c.model}{engine} | {set_label} | {c.label} | {c.psnr:.2f} / {c.ssim:.4f} | "
                      f"{c.bicubic_psnr:.2f} / {c.bicubic_ssim:.4f} | {c.psnr - c.bicubic_psnr:+.2f} | {oracle} | "
                      f"{kl1} | {sig} | {theta} | {order_s} | {paper} | {gap} |")
     return "\n".join(lines) + "\n"
@@ -345,7 +371,8 @@ def plot_kernel_estimates(sample: dict, path: Path, title: str) -> None:
 def run_benchmark(models: list[tuple[str, ResolvedModel]], data_root: Path, out: Path, work: Path,
                   cells: dict[int, dict[str, tuple[float, ...]]] | None = None, max_images: dict[str, int] | None = None,
                   device: str = "cpu", oracle: bool = False, sweep_set: str | None = "Set5",
-                  sweep_images: int | None = 5, progress: bool = True, group=None) -> dict | None:
+                  sweep_images: int | None = 5, progress: bool = True, group=None,
+                  backend: str = "torch") -> dict | None:
     """Benchmark every model; ``cells`` maps setting → set → noise levels (default
     :data:`DEFAULT_CELLS`). Writes results.md, results.json and the plots to ``out`` and
     returns the report; under ``group`` (several processes, e.g. ``torchrun``) the cells are
@@ -361,7 +388,7 @@ def run_benchmark(models: list[tuple[str, ResolvedModel]], data_root: Path, out:
         model = resolve(model, device=group.device)
         plan = cells[model.config.setting]
         model_cells = benchmark_model(model, name, data_root, work, plan, max_images or {}, group.device, oracle,
-                                      progress, samples, group)
+                                      progress, samples, group, backend)
         all_cells += model_cells
         if not model_cells or not group.is_main:
             continue
