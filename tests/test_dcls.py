@@ -396,7 +396,7 @@ def test_eval_and_sr_commands(model_file, hr_folder, tmp_path, capsys):
     assert read_image(tmp_path / "out" / "a_x2.png").rgb.shape == (80, 96, 3)
     side = json.loads((tmp_path / "out" / "a_x2.json").read_text())
     assert side["kernel"]["mode"] == "blind" and "sigma_x" not in side["kernel"]
-    assert side["files"] == {"kernel_npy": None, "kernel_png": None, "stages": None}
+    assert side["files"] == {"kernel_npy": None, "kernel_png": None, "kernel_map": None, "stages": None}
     assert side["model"]["kernel_size"] == 11
     np.save(tmp_path / "k.npy", np.ones((3, 3)))
     capsys.readouterr()

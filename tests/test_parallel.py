@@ -82,6 +82,7 @@ def test_a_killed_run_resumes_without_redoing_what_exists(folder, tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    # complete outputs have their sidecar (written last); one cut short between the two is redone
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("*_x2.png") if (out / f"{p.stem}.json").exists()}
     assert first, "the run was killed before any output was complete"
     again = _run(["sr", str(folder), "-o", str(out), "--model", str(model)], 1)

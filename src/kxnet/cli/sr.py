@@ -212,7 +212,8 @@ def run(args) -> int:
             elif resolved in targets:
                 failures.append((src, f"{src}: output {out} is also the output of {targets[resolved]}; "
                                       "rename one or run them separately"))
-            elif out.exists() and not args.overwrite:
+            elif out.exists() and side_paths(out)["json"].exists() and not args.overwrite:
+                # the sidecar is written last: an output without it was cut short and is redone
                 targets[resolved] = src
                 skipped.append(f"skipped {src}: {out} exists (use --overwrite to replace)")
             elif kernel is not None and is_video(src):
