@@ -569,3 +569,21 @@ def test_nonblind_training_is_refused_where_the_method_has_none(data_dirs, tmp_p
                       train={"nonblind": True})
     with pytest.raises(ValueError, match="no non-blind training"):
         Trainer(config_from_dict(cfg), progress=False)
+
+
+def test_amp_auto_is_bf16_only_on_a_cpu_with_bf16(monkeypatch):
+    import kxnet.hardware
+    from kxnet.train.runtime import Runtime
+
+    # the CPU's own flags decide: AVX-512 BF16 or AMX, nothing else
+    for flags, has in (({"avx2", "avx512f"}, False), ({"avx512_bf16"}, True), ({"amx_bf16"}, True)):
+        monkeypatch.setattr(kxnet.hardware, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert kxnet.hardware.cpu_has_bf16() is has
+    rt = Runtime("cpu")
+    try:
+        monkeypatch.setattr(kxnet.hardware, "cpu_has_bf16", lambda: True)
+        assert rt.autocast_dtype("auto") is torch.bfloat16
+        monkeypatch.setattr(kxnet.hardware, "cpu_has_bf16", lambda: False)
+        assert rt.autocast_dtype("auto") is None and rt.autocast_dtype("bf16") is torch.bfloat16
+    finally:
+        rt.close()

@@ -25,13 +25,8 @@ Precision: ``"f32"``; ``"bf16"``; ``"auto"`` leaves OpenVINO's default for the d
 is bf16 on CPUs with bf16 instructions (avx512_bf16 or AMX) and f32 elsewhere.
 :attr:`OpenVINORunner.precision` reports what the compiled models use. In bf16 only the
 X-steps' prox nets (nearly all of the FLOPs) run in bf16, as under ``torch.autocast``; the
-physics, the K-steps and KENet stay f32. Measured on the shipped ×2 model, LR 96×96: the
-all-bf16 graph's SR is 47.9 dB PSNR from f32 with kernels up to 0.037 off, this one 50.9 dB
-and 0.022 (torch autocast: 48.3 dB, 0.025), with no speed difference measurable on the shared
-2-core development machine. The ×2 model's kernel estimate stays the sensitive part: on three
-Set5 images × two setting-2 kernels its Y-PSNR moved by −0.07 … +0.48 dB per image under bf16
-(mean +0.13; the ×4 model: −0.006 … +0.004), as ``benchmarks/backend_speed.py`` measures.
-The mark is OpenVINO's "precise" runtime attribute on every other node, set before the IR is
+physics, the K-steps and KENet stay f32, which moved the kernel estimate least (docs/speed.md,
+"Backends"). The mark is OpenVINO's "precise" runtime attribute on every other node, set before the IR is
 saved (see :func:`_keep_f32_outside_x_prox`).
 """
 
