@@ -385,3 +385,27 @@ def test_sr_command_line_takes_a_video(clip, tmp_path, capsys):
     np.save(k, np.ones((3, 3), np.float32))
     assert main(args + ["--overwrite", "--kernel", str(k)]) == 2
     assert "a kernel per shot" in capsys.readouterr().err
+
+
+def test_torchrun_shares_the_shots_of_one_video(clip, tmp_path):
+    """Two processes take a shot each; rank 0 joins the pieces with the sound."""
+    import os
+    import subprocess
+    import sys
+
+    from kxnet.models import save_model
+
+    weights = save_model(perturbed_kxnet(2, 2), tmp_path / "tiny.safetensors")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max_restarts=0",
+           "-m", "kxnet", "sr", str(clip), "-o", str(tmp_path / "out"), "--model", str(weights), "--save-kernel",
+           "--quiet"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "two_shots_x2.json").read_text())
+    assert report["processes"] == 2 and report["frames"] == 2 * PER_SHOT and report["audio"] == "kept"
+    assert [s["frames"] for s in report["shots"]] == [[0, PER_SHOT], [PER_SHOT, 2 * PER_SHOT]]
+    with av.open(str(tmp_path / "out" / "two_shots_x2.mkv")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 2 * PER_SHOT
+        assert c.streams.video[0].average_rate == RATE and len(c.streams.audio) == 1
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]     # the pieces are gone
+    assert len(list((tmp_path / "out").glob("two_shots_x2_shot*.npy"))) == 2

@@ -114,15 +114,21 @@ def _output(src: Path, outdir: Path, scale: int, args) -> Path:
     return outdir / f"{src.stem}_x{scale}.{args.format}"
 
 
-def _process_video(up, src: Path, out: Path, args) -> dict:
-    """One video: shots, a kernel per shot, every frame; the report as the JSON sidecar."""
+def _process_video(up, src: Path, out: Path, args, group=None) -> dict | None:
+    """One video: shots, a kernel per shot, every frame; the report as the JSON sidecar. With
+    ``group`` every process takes some of its shots (rank 0 joins them and reports)."""
     from ..inference.job import side_paths
-    from ..inference.video import upscale_video
+    from ..inference.video import upscale_video, upscale_video_shared
     from ..io import atomic_write_json
 
-    report = upscale_video(src, out, up, codec=args.video_codec, crf=args.crf, preset=args.preset,
-                           save_kernels=out.parent if args.save_kernel else False, progress=not args.quiet)
-    atomic_write_json(side_paths(out)["json"], report)
+    options = dict(codec=args.video_codec, crf=args.crf, preset=args.preset,
+                   save_kernels=out.parent if args.save_kernel else False, progress=not args.quiet)
+    if group is None:
+        report = upscale_video(src, out, up, **options)
+    else:
+        report = upscale_video_shared(src, out, up, group, **options)
+    if report is not None:
+        atomic_write_json(side_paths(out)["json"], report)
     return report
 
 
@@ -222,6 +228,9 @@ def run(args) -> int:
                 targets[resolved] = src
                 pending.append((src, out))
         group.barrier()
+        # several processes share a video by its shots, every other file whole
+        shared = [(src, out) for src, out in pending if is_video(src) and not alone]
+        pending = [job for job in pending if job not in shared]
         mine = [pending[i] for i in shard([_weight(src) for src, _ in pending], group.world_size, group.rank)]
 
         say = (lambda msg: None) if args.quiet else tqdm.write
@@ -242,6 +251,16 @@ def run(args) -> int:
             done += 1
             say(_summary_line(src, out, sc))
         bar.close()
+        for src, out in shared:
+            try:
+                sc = _process_video(video_up, src, out, args, group)
+            except (ImageError, ValueError, OSError, RuntimeError) as e:
+                if group.is_main:
+                    mine_failed.append((src, f"{src}: {_problem(e, src)}"))
+                continue
+            if group.is_main:
+                done += 1
+                say(_summary_line(src, out, sc))
         results = group.gather((done, mine_failed))
         if group.is_main:
             done = sum(d for d, _ in results)

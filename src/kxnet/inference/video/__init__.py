@@ -54,6 +54,9 @@ gaining a duplicated one. Rotation metadata and the pixel aspect ratio are carri
 subtitles, chapters and data streams are not. The file is written next to ``dst`` under a
 temporary name and renamed only when complete (:func:`kxnet.io.atomic_path`).
 
+Under ``torchrun`` the shots of one video are shared by the processes and the pieces joined
+(:func:`upscale_video_shared`).
+
 PyAV ≥ 18 (``pip install 'kxnet[video]'``) is imported only when a video is actually read,
 so :func:`is_video` works without it.
 """
@@ -61,6 +64,7 @@ so :func:`is_video` works without it.
 from .shots import (CUT_RATIO, MIN_CUT, MIN_DETAIL, MIN_SHOT, THUMB_SIDE, VIDEO_EXTENSIONS, Shot, VideoScan,
                     detect_shots, is_video)
 from .upscale import estimate_shot_kernels, upscale_video
+from .shared import join_pieces, upscale_video_shared
 
 __all__ = ["CUT_RATIO", "MIN_CUT", "MIN_DETAIL", "MIN_SHOT", "THUMB_SIDE", "VIDEO_EXTENSIONS", "Shot", "VideoScan",
-           "detect_shots", "estimate_shot_kernels", "is_video", "upscale_video"]
+           "detect_shots", "estimate_shot_kernels", "is_video", "join_pieces", "upscale_video", "upscale_video_shared"]
