@@ -42,6 +42,21 @@ def test_auto_picks_openvino_bf16_on_a_bf16_cpu(kx, monkeypatch):
         {"name": "openvino", "precision": "bf16"}
 
 
+def test_openvino_runs_as_many_threads_as_pytorch(kx, monkeypatch):
+    # under torchrun (OMP_NUM_THREADS=1 a process) OpenVINO must not spread over every core
+    pytest.importorskip("openvino")
+    import torch
+
+    _force(monkeypatch, True, True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert backends.choose(kx, "openvino", "cpu").module.requested_threads == 1
+        assert backends.choose(kx, "openvino", "cpu", threads=2).module.requested_threads == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_forcing_a_backend_that_cannot_run_says_why(monkeypatch):
     from kxnet.models import create_model
 

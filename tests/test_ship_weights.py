@@ -118,8 +118,40 @@ def test_same_tensors_knows_the_storage(tmp_path):
     assert not zoo._same_tensors(tmp_path / "none.safetensors", model, "fp16")
 
 
-def test_default_model_prefers_a_shipped_photo_model():
-    entries = {"kxnet_x4.setting2": None, "kxnet_x4.photo": None, "kxnet_x2.setting2": None}
+def _entry(name, cells):
+    return zoo.WeightsEntry(name=name, file=f"{name}.safetensors", sha256="0", bytes=0, arch="kxnet",
+                            config={"scale": 4, "setting": 2}, parameters=0, storage="fp16", iterations=0,
+                            hardware="", training_data="", benchmarks=cells)
+
+
+def _photo_cells(jpeg5, jpeg14, clean, bicubic=24.0):
+    def cell(psnr, degradation=None):
+        return {"psnr": psnr, "ssim": 0.8, "bicubic_psnr": bicubic, "bicubic_ssim": 0.7, "images": 5,
+                "full": True, **({"degradation": degradation} if degradation else {})}
+    return {"Set5/setting2/x4/noise5_jpeg75": cell(jpeg5, "5+jpeg75"),
+            "Set14/setting2/x4/noise5_jpeg75": cell(jpeg14, "5+jpeg75"),
+            "Set5/setting2/x4/noise0": cell(clean)}
+
+
+def test_a_photo_model_is_the_default_only_when_its_cells_qualify_it():
+    paper = _entry("kxnet_x4.setting2", _photo_cells(26.4, 25.0, 28.8))
+    good = _entry("kxnet_x4.photo", _photo_cells(27.5, 26.0, 28.6))
+    entries = {"kxnet_x4.setting2": paper, "kxnet_x4.photo": good, "kxnet_x2.setting2": paper}
+    assert zoo.photo_default_shortfalls(good, paper) == []
     assert zoo.default_model(4, entries=entries) == "kxnet_x4.photo"
     assert zoo.default_model(4, photos=False, entries=entries) == "kxnet_x4.setting2"
     assert zoo.default_model(2, entries=entries) == "kxnet_x2.setting2"
+    # +0.9 dB on Set14's JPEG cell, or 0.4 dB lost on clean Set5: the paper's model stays the default
+    for cells in (_photo_cells(27.5, 25.9, 28.6), _photo_cells(27.5, 26.0, 28.4)):
+        entries["kxnet_x4.photo"] = _entry("kxnet_x4.photo", cells)
+        assert len(zoo.photo_default_shortfalls(entries["kxnet_x4.photo"], paper)) == 1
+        assert zoo.default_model(4, entries=entries) == "kxnet_x4.setting2"
+    # a cell beyond the paper below bicubic, or one not measured, disqualifies too
+    below = _entry("kxnet_x4.photo", _photo_cells(27.5, 26.0, 28.6, bicubic=27.0))
+    assert any("bicubic" in r for r in zoo.photo_default_shortfalls(below, paper))
+    unmeasured = _photo_cells(27.5, 26.0, 28.6)
+    del unmeasured["Set14/setting2/x4/noise5_jpeg75"]
+    assert zoo.photo_default_shortfalls(_entry("kxnet_x4.photo", unmeasured), paper) == \
+        ["Set14/setting2/x4/noise5_jpeg75: not measured for both"]
+
+

@@ -33,7 +33,9 @@ class Backend:
 
 
 def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", threads: int | None = None) -> Backend:
-    """The backend for ``resolved`` (a :class:`~kxnet.models.ResolvedModel`) on ``device``."""
+    """The backend for ``resolved`` (a :class:`~kxnet.models.ResolvedModel`) on ``device``.
+    OpenVINO runs ``threads`` threads, by default PyTorch's count (``OMP_NUM_THREADS``; one per
+    process under ``torchrun``), so that both engines fill the same cores."""
     from ..hardware import cpu_has_bf16
     from .openvino import openvino_available
 
@@ -57,5 +59,6 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
 def _openvino(resolved, precision: str, threads: int | None) -> Backend:
     from .openvino import OpenVINORunner
 
+    threads = torch.get_num_threads() if threads is None else threads
     runner = OpenVINORunner(resolved.model, precision=precision, threads=threads, snap=SNAP)
     return Backend(runner, "openvino", runner.precision)

@@ -20,8 +20,8 @@ import torch.nn as nn
 from ..io import atomic_write_json, file_sha256
 
 __all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "grown_note",
-           "improved_cells", "model_zoo_markdown", "read_manifest", "record_cells", "reduced_note", "ship",
-           "write_manifest"]
+           "improved_cells", "model_zoo_markdown", "photo_default_shortfalls", "read_manifest", "record_cells",
+           "reduced_note", "ship", "write_manifest"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -121,13 +121,53 @@ def write_manifest(entries: dict[str, WeightsEntry], path: str | os.PathLike | N
 
 def default_model(scale: int, photos: bool = True, entries: dict[str, WeightsEntry] | None = None) -> str:
     """The shipped name used when none is given: the photo model of the scale where one is
-    shipped and ``photos`` (``kxnet sr``, ``super_resolve``), else the setting-2 model (the
-    paper's protocol: ``kxnet eval``, ``kxnet benchmark``)."""
+    shipped, ``photos`` (``kxnet sr``, ``super_resolve``) and its measured cells qualify it
+    (:func:`photo_default_shortfalls`), else the setting-2 model (the paper's protocol:
+    ``kxnet eval``, ``kxnet benchmark``)."""
     entries = read_manifest() if entries is None else entries
+    paper = f"kxnet_x{scale}.setting2"
     photo = PHOTO_MODELS.get(scale)
-    if photos and photo in entries:
+    if photos and photo in entries and not photo_default_shortfalls(entries[photo], entries.get(paper)):
         return photo
-    return f"kxnet_x{scale}.setting2"
+    return paper
+
+
+# What a photo model must show against the paper's model of its scale to become the default
+# (docs/photo.md): this much more on JPEG 75, and no more than this much less on clean inputs.
+PHOTO_JPEG_GAIN_DB = 1.0
+PHOTO_CLEAN_LOSS_DB = 0.3
+
+
+def photo_default_shortfalls(photo: WeightsEntry, paper: WeightsEntry | None) -> list[str]:
+    """Why ``photo`` may not (yet) be the default, from the cells both entries carry: Set5 and
+    Set14 at σn 5 + JPEG 75 at least ``PHOTO_JPEG_GAIN_DB`` above ``paper``, every cell beyond
+    the paper above bicubic in PSNR and SSIM, and Set5 σn 0 within ``PHOTO_CLEAN_LOSS_DB`` of
+    ``paper``. Empty when it qualifies; a missing cell is a shortfall."""
+    if paper is None:
+        return ["no setting-2 model to compare with"]
+    s = photo.config.get("scale")
+    out = []
+
+    def pair(key):
+        a, b = photo.cell(key), paper.cell(key)
+        if a is None or b is None:
+            out.append(f"{key}: not measured for both")
+        return (a, b) if a is not None and b is not None else None
+
+    for set_name in ("Set5", "Set14"):
+        if p := pair(f"{set_name}/setting2/x{s}/noise5_jpeg75"):
+            gain = p[0]["psnr"] - p[1]["psnr"]
+            if gain < PHOTO_JPEG_GAIN_DB:
+                out.append(f"{set_name} 5+jpeg75: {gain:+.2f} dB over {paper.name} (needs +{PHOTO_JPEG_GAIN_DB})")
+    if p := pair(f"Set5/setting2/x{s}/noise0"):
+        gain = p[0]["psnr"] - p[1]["psnr"]
+        if gain < -PHOTO_CLEAN_LOSS_DB:
+            out.append(f"Set5 σn 0: {gain:+.2f} dB against {paper.name} (may lose {PHOTO_CLEAN_LOSS_DB})")
+    for key, c in sorted(photo.benchmarks.items()):
+        if isinstance(c, dict) and c.get("degradation") and c.get("full", True) and \
+                (c["psnr"] <= c["bicubic_psnr"] or c["ssim"] <= c["bicubic_ssim"]):
+            out.append(f"{key}: not above bicubic in PSNR and SSIM")
+    return out
 
 
 # ------------------------------------------------------------------------ the shipping rule
@@ -303,6 +343,10 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
                 f"Data: {e.training_data}.", ""]
         if e.reduced:
             out += [f"Against the paper: {e.reduced}.", ""]
+        if name in PHOTO_MODELS.values() and name not in defaults:
+            paper = entries.get(f"kxnet_x{c.get('scale')}.setting2")
+            out += ["Not the default of `kxnet sr` (`--model " + name + "` runs it): "
+                    + "; ".join(photo_default_shortfalls(e, paper)) + ".", ""]
         for key, note in sorted(e.notes.items()):
             out += [f"Note ({key}): {note}", ""]
         rows = _cell_rows(e)
