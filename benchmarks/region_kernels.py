@@ -36,7 +36,12 @@ from kxnet.degrade import degrade
 from kxnet.degrade.testsets import load_hr
 from kxnet.inference.upscaler import Upscaler
 from kxnet.io import Image, from_tensor, list_images, to_uint8
-from kxnet.kernels import anisotropic_gaussian, benchmark_kernels, isotropic_gaussian, kernel_size
+from kxnet.kernels import (
+    anisotropic_gaussian,
+    benchmark_kernels,
+    isotropic_gaussian,
+    kernel_size,
+)
 from kxnet.metrics import image_metrics
 from kxnet.models import resolve
 
@@ -117,7 +122,7 @@ def main() -> None:
     for s in args.scales:
         model = resolve(f"kxnet_x{s}.setting2", photos=False)
         print(f"\n×{s} ({model.name}); PSNR (dB, Y) mean over the photos; spread = the regions' disagreement")
-        print(f"{'scene':<8} {'method':<14} {'PSNR':>7} {'Δ one':>7} {'spread':>7} {'s/photo':>8}")
+        print(f"{'scene':<8} {'method':<14} {'PSNR':>7} {'Δ one':>7} {'spread (min–max)':>21} {'s/photo':>8}")
         for name in args.scenes:
             rows: dict[str, list] = {}
             spreads: dict[int, list] = {}
@@ -136,7 +141,8 @@ def main() -> None:
             base = np.mean([v for v, _ in rows["one"]])
             for label, vals in rows.items():
                 size = int(label.split()[-1]) if label[-1].isdigit() else None
-                spread = f"{np.mean(spreads[size]):7.3f}" if size in spreads and not label.startswith("true") else f"{'':>7}"
+                spread = (f"{np.mean(spreads[size]):7.3f} ({min(spreads[size]):.3f}–{max(spreads[size]):.3f})"
+                          if size in spreads and not label.startswith("true") else f"{'':>21}")
                 print(f"{name:<8} {label:<14} {np.mean([v for v, _ in vals]):7.3f} "
                       f"{np.mean([v for v, _ in vals]) - base:+7.3f} {spread} {np.mean([t for _, t in vals]):8.1f}",
                       flush=True)

@@ -111,3 +111,20 @@ def test_benchmark_runs_on_the_backend_asked_and_says_so(tmp_path):
     assert ov["backend"].startswith("openvino-") and auto["backend"] == "torch"
     assert abs(ov["psnr"] - auto["psnr"]) < 0.5 and "(openvino-" in (tmp_path / "ov" / "results.md").read_text()
     assert len(list(next((tmp_path / "work" / "cells").iterdir()).glob("*.json"))) == 2   # cached apart
+
+
+def test_benchmark_auto_takes_the_fast_backend_only_where_the_manifest_measured_it_close(monkeypatch):
+    from kxnet.inference.benchmark import fast_backend_allowed
+    from kxnet.models import zoo
+
+    entries = zoo.read_manifest()
+    costs = {name: e.notes.get("fast_backend_cost_db") for name, e in entries.items()}
+    if not any(costs.values()):
+        pytest.skip("no shipped weights with a measured fast-backend cost")
+    _force(monkeypatch, True, True)
+    for name, cost in costs.items():
+        close = bool(cost) and max(abs(v) for v in cost.values()) <= zoo.FAST_BACKEND_COST_DB
+        assert fast_backend_allowed(resolve(name)) == close, name
+    assert not fast_backend_allowed(resolve(perturbed_kxnet(2, 2)))       # no entry, nothing measured
+    _force(monkeypatch, False, True)
+    assert not any(fast_backend_allowed(resolve(name)) for name in costs)

@@ -36,6 +36,7 @@ from ..io import atomic_write_bytes, atomic_write_json, from_tensor, list_images
 from ..kernels import initial_kernel, isotropic_gaussian
 from ..metrics import image_metrics, kernel_l1
 from ..models import ResolvedModel, create_model, resolve
+from ..models.zoo import FAST_BACKEND_COST_DB
 from .evaluate import EvalResult, evaluate
 from .paper import paper_value
 
@@ -212,13 +213,12 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     return out
 
 
-FAST_BACKEND_COST_DB = 0.01   # the most a cell may move for the benchmark to use the fast backend
 
 
 def fast_backend_allowed(model: ResolvedModel) -> bool:
     """Whether ``auto`` may benchmark ``model`` on OpenVINO (bf16): only a shipped model whose
     manifest entry records, for every complete cell measured both ways, a PSNR change of at most
-    :data:`FAST_BACKEND_COST_DB` (``notes["fast_backend_cost_db"]``, cell → Δ dB), on a CPU
+    :data:`~kxnet.models.zoo.FAST_BACKEND_COST_DB` (``notes["fast_backend_cost_db"]``, cell → Δ dB), on a CPU
     where ``auto`` would choose OpenVINO at all."""
     from ..hardware import cpu_has_bf16
     from .openvino import openvino_available

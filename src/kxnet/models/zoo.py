@@ -136,6 +136,9 @@ def default_model(scale: int, photos: bool = True, entries: dict[str, WeightsEnt
 # (docs/photo.md): this much more on JPEG 75, and no more than this much less on clean inputs.
 PHOTO_JPEG_GAIN_DB = 1.0
 PHOTO_CLEAN_LOSS_DB = 0.3
+# The most a complete cell may move on the fast backend (OpenVINO bf16) for `kxnet benchmark
+# --backend auto` to compute a model's cells there (notes["fast_backend_cost_db"]).
+FAST_BACKEND_COST_DB = 0.01
 
 
 def photo_default_shortfalls(photo: WeightsEntry, paper: WeightsEntry | None) -> list[str]:
@@ -318,6 +321,16 @@ def _cell_rows(entry: WeightsEntry) -> list[str]:
     return rows
 
 
+def _note_text(key: str, note) -> str:
+    if key == "fast_backend_cost_db":
+        cells = ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(note.items()))
+        verdict = ("within" if max(abs(v) for v in note.values()) <= FAST_BACKEND_COST_DB else "beyond")
+        return (f"Fast backend (OpenVINO bf16) minus the exact path, complete cells: {cells}; {verdict} the "
+                f"{FAST_BACKEND_COST_DB} dB `kxnet benchmark --backend auto` allows, so its cells are computed "
+                + ("on OpenVINO where the CPU has bf16." if verdict == "within" else "on the exact path."))
+    return f"Note ({key}): {note}"
+
+
 def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
     """docs/model-zoo.md: every shipped file with what it is, how it was trained and every
     cell measured on it, generated from the manifest (``kxnet models --markdown``)."""
@@ -348,7 +361,7 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
             out += ["Not the default of `kxnet sr` (`--model " + name + "` runs it): "
                     + "; ".join(photo_default_shortfalls(e, paper)) + ".", ""]
         for key, note in sorted(e.notes.items()):
-            out += [f"Note ({key}): {note}", ""]
+            out += [_note_text(key, note), ""]
         rows = _cell_rows(e)
         if rows:
             out += ["| set | condition | PSNR / SSIM | bicubic | oracle (true K) | kernel L1 | paper |",
