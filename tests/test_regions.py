@@ -89,3 +89,18 @@ def test_sr_writes_the_kernel_map_and_lists_the_regions(split_photo, tmp_path):
     assert regions["used"] and len(regions["regions"]) == regions["grid"][0] * regions["grid"][1]
     assert {"x", "y", "width", "sigma_x", "sigma_y", "theta_deg"} <= set(regions["regions"][0])
     assert side["files"]["kernel_map"] and (tmp_path / "out" / "split_x2_kernel_map.png").stat().st_size > 0
+
+
+def test_auto_uses_regions_only_where_they_disagree_more_than_the_scales_rule(split_photo, monkeypatch):
+    import kxnet.inference.upscaler as upscaler
+
+    photo = Image(rgb=from_tensor(split_photo))
+    up = Upscaler("kxnet_x2.setting2", "cpu", regions="auto", region_size=40)   # 96² holds 2×2 regions
+    spreads = {}
+    for threshold in (0.0, 10.0):
+        monkeypatch.setattr(upscaler, "uniform_spread", lambda scale, t=threshold: t)
+        info = up.run(photo)[2]
+        spreads[threshold] = info["regions"]["spread"]
+        assert info["regions"]["used"] == (threshold == 0.0)
+        assert info["kernel_mode"] == ("regions" if threshold == 0.0 else "blind")
+    assert spreads[0.0] == spreads[10.0] > 0

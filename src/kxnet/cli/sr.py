@@ -56,7 +56,7 @@ def add_parser(sub):
                    help="a kernel per region for photos blurred unevenly: auto (where the photo is large enough "
                         "and its regions disagree; the default), on, or off (one kernel for the photo)")
     p.add_argument("--region-size", type=int, default=None, metavar="N",
-                   help="side of a region in LR pixels (default 96)")
+                   help="side of a region in LR pixels (default 64, the size auto's rule was measured at)")
     p.add_argument("--save-kernel", action="store_true",
                    help="also write <stem>_x<s>_kernel.npy, a visible _kernel.png and, where regions were "
                         "estimated, _kernel_map.png (each region's kernel over a thumbnail)")

@@ -9,7 +9,7 @@ from tile to tile, and the blended tiles show no seam because their kernels vary
 
 Whether it pays is measured (docs/photo.md, "A kernel per region"): on a photo blurred
 uniformly, the crops' estimates differ only by their noise, and one kernel — the mean of the
-crops' — is used instead (:attr:`RegionKernels.spread` below :data:`UNIFORM_SPREAD`).
+crops' — is used instead (:attr:`RegionKernels.spread` below :func:`uniform_spread` of the scale).
 """
 
 from __future__ import annotations
@@ -19,11 +19,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_REGION", "UNIFORM_SPREAD", "RegionKernels", "draw_kernel_map", "region_starts"]
+__all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "region_starts", "uniform_spread"]
 
-DEFAULT_REGION = 96      # LR pixels per region crop side
-UNIFORM_SPREAD = 0.25    # the crops' mean unit-sum L1 to their mean kernel below which the blur is one kernel
+DEFAULT_REGION = 64      # LR pixels per region crop side (the size the rule below was measured at)
 SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
+# The spread below which a photo counts as uniformly blurred, per scale: midway between the
+# largest spread of a uniformly blurred photo and the smallest of an unevenly blurred one, over
+# four Set14 photos with the shipped setting-2 models at 64-pixel regions (×2: 0.28 and 0.44,
+# ×3: 0.22 and 0.38, ×4: 0.13 and 0.20; docs/photo.md). Spreads shrink with the kernel's
+# support (11, 15, 21 pixels), hence one value per scale.
+_UNIFORM_SPREAD = {2: 0.36, 3: 0.30, 4: 0.16}
+
+
+def uniform_spread(scale: int) -> float:
+    """The :attr:`RegionKernels.spread` below which ``auto`` uses one kernel at ``scale``."""
+    return _UNIFORM_SPREAD[scale]
 
 
 def region_starts(length: int, size: int) -> list[int]:
@@ -75,8 +85,8 @@ class RegionKernels:
     @property
     def spread(self) -> float:
         """How much the crops disagree: the mean unit-sum L1 of their final kernels to the mean
-        kernel (0 = all the same; about 0.1–0.2 on uniformly blurred photos, their estimation
-        noise; more where the blur differs across the frame)."""
+        kernel (0 = all the same; on uniformly blurred photos their estimation noise, 0.09–0.28
+        as measured; more where the blur differs across the frame)."""
         final = self.raw[:, :, -1]
         mean = _normalise(final.mean(dim=(0, 1)))
         return float((final - mean).abs().sum(dim=(-2, -1)).mean())

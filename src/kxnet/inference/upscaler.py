@@ -53,7 +53,7 @@ from ..metrics import gaussian_fit as kernel_parameters
 from ..models import resolve
 from ..physics import bicubic_upsample
 from .backends import choose
-from .regions import DEFAULT_REGION, UNIFORM_SPREAD, RegionKernels, region_starts
+from .regions import DEFAULT_REGION, RegionKernels, region_starts, uniform_spread
 
 __all__ = [
     "DEFAULT_TILE",
@@ -337,7 +337,7 @@ class Upscaler:
         if kernel is None and self._wants_regions(ph, pw):
             regions = self.last_regions = self.estimate_regions(lr)
             spread = regions.spread
-            per_region = self.regions == "on" or spread >= UNIFORM_SPREAD
+            per_region = self.regions == "on" or spread >= uniform_spread(self.scale)
             regions_info = {"grid": list(regions.shape), "size": self.region_size, "spread": round(spread, 4),
                             "used": per_region, "regions": regions.describe(s)}
             if per_region:   # tiles of one region's size, each with the kernels at its centre
