@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 96], help="region sizes (LR px) to try")
     ap.add_argument("--scenes", nargs="+", default=["split", "ramp", "uniform"])
+    ap.add_argument("--methods", nargs="+", default=["regions", "auto", "true"], choices=["regions", "auto", "true"],
+                    help="besides one kernel (always run: the baseline)")
     ap.add_argument("--no-set5", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
@@ -130,9 +132,12 @@ def main() -> None:
                 hr = load_hr(path, s)
                 lr, true_kernel = scene(name, hr, s)
                 for label, regions, size, oracle in ([("one", "off", args.sizes[0], False)]
-                                                     + [(f"regions {r}", "on", r, False) for r in args.sizes]
-                                                     + [(f"auto {r}", "auto", r, False) for r in args.sizes]
-                                                     + [(f"true {r}", "off", r, True) for r in args.sizes[:1]]):
+                                                     + [(f"regions {r}", "on", r, False) for r in args.sizes
+                                                        if "regions" in args.methods]
+                                                     + [(f"auto {r}", "auto", r, False) for r in args.sizes
+                                                        if "auto" in args.methods]
+                                                     + [(f"true {r}", "off", r, True) for r in args.sizes[:1]
+                                                        if "true" in args.methods]):
                     sr, sec = run(model, lr, regions, size, true_kernel if oracle else None)
                     rows.setdefault(label, []).append((psnr(sr, hr, s), sec))
                 for r in args.sizes:
