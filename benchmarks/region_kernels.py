@@ -34,6 +34,7 @@ import torch
 
 from kxnet.degrade import degrade
 from kxnet.degrade.testsets import load_hr
+from kxnet.inference.regions import DEFAULT_REGION
 from kxnet.inference.upscaler import Upscaler
 from kxnet.io import Image, from_tensor, list_images, to_uint8
 from kxnet.kernels import (
@@ -155,8 +156,11 @@ def main() -> None:
         set5 = list_images([args.data / "Set5"], recursive=False)
         model = resolve("kxnet_x4.setting2", photos=False)
         print("\nSet5 ×4 σn 0, complete (5 images × 8 setting-2 kernels), through the upscaler:")
-        for label, regions, size in (("one kernel (regions off)", "off", 96), ("regions forced, 32 px", "on", 32),
-                                     ("auto (96 px)", "auto", 96)):
+        for label, regions, size in (("one kernel (regions off)", "off", DEFAULT_REGION),
+                                     ("regions forced, 32 px", "on", 32),
+                                     (f"auto ({DEFAULT_REGION} px)", "auto", DEFAULT_REGION)):
+            if regions != "off" and label.split()[0] not in args.methods:
+                continue
             vals = []
             for path in set5:
                 hr = load_hr(path, 4)

@@ -13,7 +13,7 @@ Two jobs, each run whole in a fresh process tree and timed by the wall clock:
 Configurations: ``1×N`` (one process, ``OMP_NUM_THREADS=N``) and ``N×1`` (``torchrun
 --standalone --nproc_per_node=N``, one thread a process), N = ``--cores``. Before the timed runs
 one untimed run of each job fills the compiled-graph cache of the OpenVINO backend, which both
-configurations then share. The outputs of the two configurations are compared (the cells'
+configurations then share (``--no-warm-up JOB`` skips it where the job runs on PyTorch). The outputs of the two configurations are compared (the cells'
 PSNR/SSIM, the photos byte for byte). The machine should be otherwise idle: the load average is
 printed before and after.
 """
@@ -71,6 +71,8 @@ def main() -> int:
     ap.add_argument("--set", default="Set14")
     ap.add_argument("--photos", type=Path, default=DATA / "real" / "RealSRSet")
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"])
+    ap.add_argument("--no-warm-up", nargs="+", default=[], choices=["cell", "folder"],
+                    help="jobs that run on PyTorch (no compiled graphs to cache) need no untimed first run")
     args = ap.parse_args()
 
     n = args.cores
@@ -81,7 +83,8 @@ def main() -> int:
     try:
         for job in args.jobs:
             outputs = {}
-            for i, (procs, threads) in enumerate([(1, n)] + configs):    # the first run is untimed
+            warm = [] if job in args.no_warm_up else [(1, n)]
+            for i, (procs, threads) in enumerate(warm + configs, start=1 - len(warm)):   # i 0: untimed
                 out = work / f"{job}_{i}"
                 if job == "cell":
                     shutil.rmtree(work / "cache" / "cells", ignore_errors=True)
