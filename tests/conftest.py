@@ -1,6 +1,18 @@
+import pytest
 import torch
 
 from kxnet.models import create_model
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    numerics do not depend on it, and on a CPU shared with other jobs OpenMP's spin-waiting makes
+    many small ops ~10× slower with 2 threads than with 1."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def perturbed_kxnet(scale: int, setting: int, stages: int = 2):

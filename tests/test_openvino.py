@@ -16,12 +16,7 @@ from kxnet.models import KXNet, KXNetConfig, create_model  # noqa: E402
 SIZE = (24, 20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # many tiny ops: OpenMP spin-waits badly on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,14 +33,7 @@ from kxnet.physics.reference import (
 TOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Numerics do not depend on it, and on a CPU shared with other jobs OpenMP's spin-waiting
-    makes these many small ops ~10× slower with 2 threads than with 1."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(scale, setting=2, mode="official", stages=2, seed=0):
