@@ -8,8 +8,9 @@ cannot disagree sharply, and each tile of the image steps then takes the kernels
 from tile to tile, and the blended tiles show no seam because their kernels vary smoothly.
 
 Whether it pays is measured (docs/photo.md, "A kernel per region"): on a photo blurred
-uniformly, the crops' estimates differ only by their noise, and one kernel — the mean of the
-crops' — is used instead (:attr:`RegionKernels.spread` below :func:`uniform_spread` of the scale).
+uniformly, the crops' estimates differ only by their noise, and the upscaler's one-kernel path
+(the centre crop's estimate) is used instead (:attr:`RegionKernels.spread` below
+:func:`uniform_spread` of the scale).
 """
 
 from __future__ import annotations
