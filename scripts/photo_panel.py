@@ -18,7 +18,7 @@ DEFAULT_INPUT = REPO.parent / "shared" / "data" / "real" / "RealSRSet"
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("inputs", nargs="*", default=[str(DEFAULT_INPUT)], help=f"images or folders (default: {DEFAULT_INPUT})")
     ap.add_argument("--model", action="append", required=True, metavar="[LABEL=]NAME|FILE",
                     help="a model to compare (repeat; all of one scale)")
