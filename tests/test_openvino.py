@@ -214,6 +214,18 @@ def test_auto_precision_is_reported(cache):
     assert before in ("f32", "bf16") and runner.precision == before
 
 
+def test_threads_are_not_pinned_to_cores_compiled_or_imported(tmp_path):
+    # pinned, two one-thread processes (torchrun on two cores) were put on the same core
+    clear_memory_cache()
+    model = _model(2)
+    compiled = OpenVINORunner(model, precision="f32", threads=1, cache_dir=tmp_path).compiled_model(SIZE)
+    assert compiled.get_property("ENABLE_CPU_PINNING") is False
+    clear_memory_cache()
+    fresh = OpenVINORunner(model, precision="f32", threads=1, cache_dir=tmp_path)
+    assert fresh.compiled_model(SIZE).get_property("ENABLE_CPU_PINNING") is False
+    assert fresh.stats.imported == 1
+
+
 # ------------------------------------------------------------------ caches
 
 def test_memory_cache_shares_compiled_models(tmp_path):

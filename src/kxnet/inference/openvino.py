@@ -25,8 +25,8 @@ Precision: ``"f32"``; ``"bf16"``; ``"auto"`` leaves OpenVINO's default for the d
 is bf16 on CPUs with bf16 instructions (avx512_bf16 or AMX) and f32 elsewhere.
 :attr:`OpenVINORunner.precision` reports what the compiled models use. In bf16 only the
 X-steps' prox nets (nearly all of the FLOPs) run in bf16, as under ``torch.autocast``; the
-physics, the K-steps and KENet stay f32, which moved the kernel estimate least (docs/speed.md,
-"Backends"). The mark is OpenVINO's "precise" runtime attribute on every other node, set before the IR is
+physics, the K-steps and KENet stay f32, so the kernel estimate is computed as on the exact
+path (docs/speed.md, "Backends"). The mark is OpenVINO's "precise" runtime attribute on every other node, set before the IR is
 saved (see :func:`_keep_f32_outside_x_prox`).
 """
 
@@ -170,6 +170,10 @@ class OpenVINORunner:
 
     def _config(self) -> dict:
         config = {"PERFORMANCE_HINT": "LATENCY"}   # one request at a time: all threads on it
+        # OpenVINO pins its threads to cores it picks without knowing of other processes: two
+        # one-thread processes (torchrun, two cores) both landed on one core and ran at half
+        # speed; unpinned, each keeps its own (and one process runs as fast): docs/speed.md
+        config["ENABLE_CPU_PINNING"] = False
         if self.requested_precision != "auto":
             config["INFERENCE_PRECISION_HINT"] = self.requested_precision
         if self.requested_threads is not None:
