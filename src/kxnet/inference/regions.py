@@ -25,11 +25,14 @@ __all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "region_starts"
 DEFAULT_REGION = 64      # LR pixels per region crop side (the size the rule below was measured at)
 SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
 # The spread below which a photo counts as uniformly blurred, per scale: midway between the
-# largest spread of a uniformly blurred photo and the smallest of an unevenly blurred one, over
-# four Set14 photos with the shipped setting-2 models at 64-pixel regions (×2: 0.28 and 0.44,
-# ×3: 0.22 and 0.38, ×4: 0.13 and 0.20; docs/photo.md). Spreads shrink with the kernel's
-# support (11, 15, 21 pixels), hence one value per scale.
-_UNIFORM_SPREAD = {2: 0.36, 3: 0.30, 4: 0.16}
+# largest spread of a uniformly blurred photo (four Set14 photos and a wallpaper, each under all
+# 8 setting-2 test kernels: benchmarks/region_spreads.py) and the smallest of an unevenly blurred
+# one (the four Set14 photos' split and ramp scenes: benchmarks/region_kernels.py), with the
+# shipped setting-2 models at 64-pixel regions: ×2 0.425 and 0.44, ×3 0.325 and 0.38, ×4 0.187
+# and 0.20 (docs/photo.md). Narrow kernels spread most; spreads shrink with the kernel's support
+# (11, 15, 21 pixels), hence one value per scale. The margins are thin: a photo whose spread
+# lies near its threshold may be classed either way; --regions on/off overrides auto.
+_UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 
 
 def uniform_spread(scale: int) -> float:
