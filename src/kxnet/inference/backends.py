@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-__all__ = ["BACKENDS", "Backend", "choose"]
+__all__ = ["BACKENDS", "Backend", "choose", "openvino_bf16_possible"]
 
 BACKENDS = ("auto", "torch", "openvino")
 SNAP = 32    # OpenVINO pads inputs to multiples of this, so a folder of photos needs few graphs
@@ -36,24 +36,32 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
     """The backend for ``resolved`` (a :class:`~kxnet.models.ResolvedModel`) on ``device``.
     OpenVINO runs ``threads`` threads, by default PyTorch's count (``OMP_NUM_THREADS``; one per
     process under ``torchrun``), so that both engines fill the same cores."""
-    from ..hardware import cpu_has_bf16
     from .openvino import openvino_available
 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    on_cpu = torch.device(device).type == "cpu"
-    possible = on_cpu and resolved.arch.exportable
     if backend == "openvino":
-        if not possible:
+        on_cpu = torch.device(device).type == "cpu"
+        if not (on_cpu and resolved.arch.exportable):
             raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else 'KXNet models'} only "
                              f"({resolved.arch.name} on {device})")
         if not openvino_available():
             raise ValueError("the OpenVINO backend needs the extra: pip install 'kxnet[openvino]'")
         return _openvino(resolved, "auto", threads)
-    if backend == "auto" and possible and cpu_has_bf16() and openvino_available():
+    if backend == "auto" and openvino_bf16_possible(resolved, device):
         return _openvino(resolved, "bf16", threads)
     optimized = resolved.runner is not resolved.model
     return Backend(resolved.runner, "torch", "fp32 " + ("optimized" if optimized else "plain"))
+
+
+def openvino_bf16_possible(resolved, device: torch.device | str = "cpu") -> bool:
+    """Whether ``auto`` can take OpenVINO in bf16 for ``resolved`` on ``device``: the CPU, a
+    model with a static-shape export, bf16 arithmetic and the ``openvino`` extra."""
+    from ..hardware import cpu_has_bf16
+    from .openvino import openvino_available
+
+    return (torch.device(device).type == "cpu" and resolved.arch.exportable and cpu_has_bf16()
+            and openvino_available())
 
 
 def _openvino(resolved, precision: str, threads: int | None) -> Backend:

@@ -36,7 +36,7 @@ from ..io import atomic_write_bytes, atomic_write_json, from_tensor, list_images
 from ..kernels import initial_kernel, isotropic_gaussian
 from ..metrics import image_metrics, kernel_l1
 from ..models import ResolvedModel, create_model, resolve
-from ..models.zoo import FAST_BACKEND_COST_DB
+from ..models.zoo import fast_backend_close
 from .evaluate import EvalResult, evaluate
 from .paper import paper_value
 
@@ -160,9 +160,9 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     scale, setting, arch = model.scale, model.config.setting, model.arch
     if backend == "auto":
         backend = "openvino" if fast_backend_allowed(model) else "torch"
-    chosen = choose(model, backend, group.device) if backend != "torch" else None
-    runner = chosen.module if chosen else model.runner
-    engine = "torch" if chosen is None else f"{chosen.name}-{chosen.precision}"
+    fast = choose(model, backend, group.device) if backend != "torch" else None
+    runner = fast.module if fast else model.runner
+    engine = "torch" if fast is None else f"{fast.name}-{fast.precision}"
     bicubic = create_model("bicubic", scale=scale)
     cache = work / "cells" / weights_fingerprint(model.model)
     cache.mkdir(parents=True, exist_ok=True)
@@ -213,19 +213,15 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     return out
 
 
-
-
 def fast_backend_allowed(model: ResolvedModel) -> bool:
     """Whether ``auto`` may benchmark ``model`` on OpenVINO (bf16): only a shipped model whose
-    manifest entry records, for every complete cell measured both ways, a PSNR change of at most
-    :data:`~kxnet.models.zoo.FAST_BACKEND_COST_DB` (``notes["fast_backend_cost_db"]``, cell → Δ dB), on a CPU
-    where ``auto`` would choose OpenVINO at all."""
-    from ..hardware import cpu_has_bf16
-    from .openvino import openvino_available
+    manifest entry records, for every complete cell measured both ways, a PSNR change within
+    ``FAST_BACKEND_COST_DB`` (:func:`~kxnet.models.zoo.fast_backend_close` of its
+    ``notes["fast_backend_cost_db"]``, cell → Δ dB), where ``auto`` would choose OpenVINO in bf16."""
+    from .backends import openvino_bf16_possible
 
-    costs = (model.entry.notes.get("fast_backend_cost_db") if model.entry is not None else None) or {}
-    return (bool(costs) and max(abs(v) for v in costs.values()) <= FAST_BACKEND_COST_DB and model.arch.exportable
-            and cpu_has_bf16() and openvino_available())
+    costs = model.entry.notes.get("fast_backend_cost_db") if model.entry is not None else None
+    return fast_backend_close(costs) and openvino_bf16_possible(model)
 
 
 def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int | None = None,

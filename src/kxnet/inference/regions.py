@@ -89,8 +89,8 @@ class RegionKernels:
     @property
     def spread(self) -> float:
         """How much the crops disagree: the mean unit-sum L1 of their final kernels to the mean
-        kernel (0 = all the same; on uniformly blurred photos their estimation noise, 0.09–0.28
-        as measured; more where the blur differs across the frame)."""
+        kernel (0 = all the same; on uniformly blurred photos their estimation noise, up to the
+        largest spreads behind :func:`uniform_spread`; more where the blur differs across the frame)."""
         final = self.raw[:, :, -1]
         mean = _normalise(final.mean(dim=(0, 1)))
         return float((final - mean).abs().sum(dim=(-2, -1)).mean())

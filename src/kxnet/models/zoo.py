@@ -19,9 +19,9 @@ import torch.nn as nn
 
 from ..io import atomic_write_json, file_sha256
 
-__all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "grown_note",
-           "improved_cells", "model_zoo_markdown", "photo_default_shortfalls", "read_manifest", "record_cells",
-           "reduced_note", "ship", "write_manifest"]
+__all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "fast_backend_close",
+           "grown_note", "improved_cells", "model_zoo_markdown", "photo_default_shortfalls", "read_manifest",
+           "record_cells", "reduced_note", "ship", "write_manifest"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -139,6 +139,12 @@ PHOTO_CLEAN_LOSS_DB = 0.3
 # The most a complete cell may move on the fast backend (OpenVINO bf16) for `kxnet benchmark
 # --backend auto` to compute a model's cells there (notes["fast_backend_cost_db"]).
 FAST_BACKEND_COST_DB = 0.01
+
+
+def fast_backend_close(costs: dict | None) -> bool:
+    """Whether measured fast-backend costs (cell → Δ dB) are all within ``FAST_BACKEND_COST_DB``;
+    nothing measured is not close."""
+    return bool(costs) and max(abs(v) for v in costs.values()) <= FAST_BACKEND_COST_DB
 
 
 def photo_default_shortfalls(photo: WeightsEntry, paper: WeightsEntry | None) -> list[str]:
@@ -324,7 +330,7 @@ def _cell_rows(entry: WeightsEntry) -> list[str]:
 def _note_text(key: str, note) -> str:
     if key == "fast_backend_cost_db":
         cells = ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(note.items()))
-        verdict = ("within" if max(abs(v) for v in note.values()) <= FAST_BACKEND_COST_DB else "beyond")
+        verdict = "within" if fast_backend_close(note) else "beyond"
         return (f"Fast backend (OpenVINO bf16) minus the exact path, complete cells: {cells}; {verdict} the "
                 f"{FAST_BACKEND_COST_DB} dB `kxnet benchmark --backend auto` allows, so its cells are computed "
                 + ("on OpenVINO where the CPU has bf16." if verdict == "within" else "on the exact path."))
