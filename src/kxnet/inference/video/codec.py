@@ -100,6 +100,42 @@ def audio_plan(container_format: str, streams) -> list[tuple[object, str]]:
     return plan
 
 
+class AudioOut:
+    """The kept audio streams of an output container, as :func:`audio_plan` says: copied, or
+    re-encoded with the source's rate and layout (Opus at 48 kHz); language and title kept."""
+
+    def __init__(self, out, audio):
+        self.out, self.streams = out, {}
+        for a, how in audio:
+            if how == "copy":
+                o = out.add_stream_from_template(a)
+            else:
+                o = out.add_stream(how, rate=48000 if how == "libopus" else a.codec_context.sample_rate)
+                o.layout = a.codec_context.layout
+            for key in ("language", "title"):
+                if key in a.metadata:
+                    o.metadata[key] = a.metadata[key]
+            self.streams[a.index] = (o, how)
+
+    def __bool__(self) -> bool:
+        return bool(self.streams)
+
+    def add(self, packet) -> None:
+        """One demuxed packet of a kept source stream."""
+        o, how = self.streams[packet.stream.index]
+        if how != "copy":
+            for frame in packet.decode():
+                self.out.mux(o.encode(frame))
+        elif packet.dts is not None:         # None: the demuxer's end-of-stream marker
+            packet.stream = o
+            self.out.mux(packet)
+
+    def flush(self) -> None:
+        for o, how in self.streams.values():
+            if how != "copy":
+                self.out.mux(o.encode(None))
+
+
 class Writer:
     """The output container: one super-resolved video stream and the kept audio streams."""
 
@@ -126,17 +162,7 @@ class Writer:
         if scan.rotation:
             v.set_display_rotation(scan.rotation)
         self.video = v
-        self.audio = {}
-        for a, how in audio:
-            if how == "copy":
-                o = self.out.add_stream_from_template(a)
-            else:
-                o = self.out.add_stream(how, rate=48000 if how == "libopus" else a.codec_context.sample_rate)
-                o.layout = a.codec_context.layout
-            for key in ("language", "title"):
-                if key in a.metadata:
-                    o.metadata[key] = a.metadata[key]
-            self.audio[a.index] = (o, how)
+        self.audio = AudioOut(self.out, audio)
 
     def add_frame(self, rgb: np.ndarray, index: int, source_frame) -> None:
         av = _av()
@@ -156,19 +182,11 @@ class Writer:
         self.out.mux(self.video.encode(vf))
 
     def add_audio(self, packet) -> None:
-        o, how = self.audio[packet.stream.index]
-        if how != "copy":
-            for frame in packet.decode():
-                self.out.mux(o.encode(frame))
-        elif packet.dts is not None:         # None: the demuxer's end-of-stream marker
-            packet.stream = o
-            self.out.mux(packet)
+        self.audio.add(packet)
 
     def close(self) -> None:
         self.out.mux(self.video.encode(None))
-        for o, how in self.audio.values():
-            if how != "copy":
-                self.out.mux(o.encode(None))
+        self.audio.flush()
         self.out.close()
 
     def abandon(self) -> None:

@@ -14,7 +14,7 @@ import contextlib
 from pathlib import Path
 
 from ...io import ImageError, atomic_path
-from .codec import audio_plan, output_plan
+from .codec import AudioOut, audio_plan, output_plan
 from .shots import _av, _open, _reason, detect_shots
 from .upscale import _kernel_prefix, _write_kernels, estimate_shot_kernels, upscale_video
 
@@ -33,9 +33,8 @@ def join_pieces(pieces: list[Path], src: Path, dst: Path) -> str:
         vout = out.add_stream_from_template(first.streams.video[0])
         source, _ = _open(src)
         stack.enter_context(source)
-        audio = {a.index: (out.add_stream_from_template(a) if how == "copy" else
-                           out.add_stream(how, rate=a.codec_context.sample_rate), how)
-                 for a, how in audio_plan(container_format, source.streams.audio)}
+        had = bool(source.streams.audio)
+        audio = AudioOut(out, audio_plan(container_format, source.streams.audio))
         for path in pieces:
             with av.open(str(path)) as piece:
                 for packet in piece.demux(piece.streams.video[0]):
@@ -43,26 +42,10 @@ def join_pieces(pieces: list[Path], src: Path, dst: Path) -> str:
                         packet.stream = vout
                         out.mux(packet)
         if audio:
-            for packet in source.demux(*(s for s in source.streams.audio if s.index in audio)):
-                o, how = audio[packet.stream.index]
-                if how == "copy":
-                    if packet.dts is not None:
-                        packet.stream = o
-                        out.mux(packet)
-                else:
-                    for frame in packet.decode():
-                        out.mux(o.encode(frame))
-            for o, how in audio.values():
-                if how != "copy":
-                    out.mux(o.encode(None))
-    had = bool(audio) or _has_audio(src)
+            for packet in source.demux(*(s for s in source.streams.audio if s.index in audio.streams)):
+                audio.add(packet)
+            audio.flush()
     return "kept" if audio else ("dropped (no audio codec this container takes)" if had else "none in source")
-
-
-def _has_audio(src: Path) -> bool:
-    container, _ = _open(src)
-    with container:
-        return bool(container.streams.audio)
 
 
 def upscale_video_shared(src, dst, upscaler, group, *, save_kernels=False, progress: bool = True, **options) -> dict | None:
