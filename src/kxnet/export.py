@@ -165,9 +165,8 @@ class ExportableKXNet(_StaticShapeStages):
             self.register_buffer("initial_kernel", model.initial_kernel.detach().clone())
         # K⁰ from the LR image where the model has an estimator (a KENet: static-shape layers only)
         self.estimator = None if model.K_estimator is None else copy.deepcopy(model.K_estimator).eval()
-        if self.estimator is not None and min(self.h, self.w) < self.estimator.MIN_SIDE:
-            side = self.estimator.MIN_SIDE
-            raise ValueError(f"KENet needs LR images of at least {side}×{side}, got {self.h}×{self.w}")
+        if self.estimator is not None:
+            self.estimator.check_size(self.h, self.w)
         self.k_prox = nn.ModuleList(_FoldedProxNet(st.K_ProNet) for st in model.K_stage)
 
     def forward(self, y):

@@ -211,9 +211,8 @@ class OpenVINORunner:
         p = self.kernel_size if blind else kernels.shape[-1]
         if self.scale * min(h, w) <= p // 2:
             raise ValueError(f"LR image {h}×{w} is too small for {p}×{p} kernels at ×{self.scale}")
-        side = getattr(self.model.K_estimator, "MIN_SIDE", 0)
-        if blind and min(h, w) < side:
-            raise ValueError(f"KENet needs LR images of at least {side}×{side}, got {h}×{w}")
+        if blind and self.model.K_estimator is not None:
+            self.model.K_estimator.check_size(h, w)
 
         if self.snap:
             ph, pw = -(-h // self.snap) * self.snap, -(-w // self.snap) * self.snap

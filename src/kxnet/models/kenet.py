@@ -96,13 +96,16 @@ class KENet(nn.Module):
     def scale(self) -> int:
         return self.config.scale
 
+    def check_size(self, h: int, w: int) -> None:
+        """Raise ``ValueError`` for an LR size the KENet cannot take (either side below ``MIN_SIDE``)."""
+        if min(h, w) < self.MIN_SIDE:
+            raise ValueError(f"KENet needs LR images of at least {self.MIN_SIDE}×{self.MIN_SIDE}, got {h}×{w}")
+
     def estimate(self, y: torch.Tensor) -> torch.Tensor:
         """B×3×h×w LR images (h, w ≥ 8) → B×l×l kernels (non-negative, each summing to 1)."""
         if y.dim() != 4 or y.shape[1] != 3:
             raise ValueError(f"expected a B×3×h×w image batch, got shape {tuple(y.shape)}")
-        if min(y.shape[-2:]) < self.MIN_SIDE:
-            raise ValueError(f"KENet needs LR images of at least {self.MIN_SIDE}×{self.MIN_SIDE}, got "
-                             f"{y.shape[-2]}×{y.shape[-1]}")
+        self.check_size(*y.shape[-2:])
         f = y
         for stage in self.features:
             f = stage(f)
