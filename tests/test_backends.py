@@ -125,6 +125,7 @@ def test_benchmark_auto_takes_the_fast_backend_only_where_the_manifest_measured_
     for name, cost in costs.items():
         close = bool(cost) and max(abs(v) for v in cost.values()) <= zoo.FAST_BACKEND_COST_DB
         assert fast_backend_allowed(resolve(name)) == close, name
+        assert not fast_backend_allowed(resolve(name), "cuda"), name       # OpenVINO runs on the CPU only
     assert not fast_backend_allowed(resolve(perturbed_kxnet(2, 2)))       # no entry, nothing measured
     _force(monkeypatch, False, True)
     assert not any(fast_backend_allowed(resolve(name)) for name in costs)

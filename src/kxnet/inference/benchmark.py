@@ -159,7 +159,7 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     model = resolve(model, device=device)
     scale, setting, arch = model.scale, model.config.setting, model.arch
     if backend == "auto":
-        backend = "openvino" if fast_backend_allowed(model) else "torch"
+        backend = "openvino" if fast_backend_allowed(model, group.device) else "torch"
     fast = choose(model, backend, group.device) if backend != "torch" else None
     runner = fast.module if fast else model.runner
     engine = "torch" if fast is None else f"{fast.name}-{fast.precision}"
@@ -213,15 +213,16 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     return out
 
 
-def fast_backend_allowed(model: ResolvedModel) -> bool:
+def fast_backend_allowed(model: ResolvedModel, device: torch.device | str = "cpu") -> bool:
     """Whether ``auto`` may benchmark ``model`` on OpenVINO (bf16): only a shipped model whose
     manifest entry records, for every complete cell measured both ways, a PSNR change within
     ``FAST_BACKEND_COST_DB`` (:func:`~kxnet.models.zoo.fast_backend_close` of its
-    ``notes["fast_backend_cost_db"]``, cell → Δ dB), where ``auto`` would choose OpenVINO in bf16."""
+    ``notes["fast_backend_cost_db"]``, cell → Δ dB), where ``auto`` would choose OpenVINO in bf16
+    on ``device``."""
     from .backends import openvino_bf16_possible
 
     costs = model.entry.notes.get("fast_backend_cost_db") if model.entry is not None else None
-    return fast_backend_close(costs) and openvino_bf16_possible(model)
+    return fast_backend_close(costs) and openvino_bf16_possible(model, device)
 
 
 def kernel_width_sweep(model, hr_dir: Path, sigmas: np.ndarray, max_images: int | None = None,
