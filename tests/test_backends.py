@@ -3,6 +3,7 @@ one, and one answer to bad input whichever runs."""
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import perturbed_kxnet
 from kxnet.inference import backends
@@ -38,8 +39,22 @@ def test_auto_picks_openvino_bf16_on_a_bf16_cpu(kx, monkeypatch):
     pytest.importorskip("openvino")
     _force(monkeypatch, True, True)
     chosen = backends.choose(kx, "auto", "cpu")
-    assert chosen.name == "openvino" and chosen.precision == "bf16" and chosen.describe() == \
-        {"name": "openvino", "precision": "bf16"}
+    # what auto asks OpenVINO for; what it compiles is the CPU's affair (test_openvino)
+    assert chosen.name == "openvino" and chosen.module.requested_precision == "bf16"
+    assert chosen.describe()["name"] == "openvino"
+
+
+def test_hidden_bf16_makes_the_machine_a_laptop_without_it(kx, monkeypatch):
+    import kxnet.hardware as hw
+
+    monkeypatch.setenv(hw.HIDE_ENV, "bf16, amx")
+    assert not hw.cpu_has_bf16() and not hw.cpu_flags() & {"avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
+    assert "amx_bf16" not in hw.cpu_name()
+    assert backends.choose(kx, "auto", "cpu").name == "torch"
+    from kxnet.train.runtime import Runtime
+    assert Runtime.autocast_dtype(type("CPU", (), {"device": torch.device("cpu")})(), "auto") is None
+    monkeypatch.setenv(hw.HIDE_ENV, "avx512_bf16")      # one flag by name
+    assert "avx512_bf16" not in hw.cpu_flags() and "avx512_bf16" in hw.hidden_flags()
 
 
 def test_openvino_runs_as_many_threads_as_pytorch(kx, monkeypatch):

@@ -59,8 +59,19 @@ def _conv_precisions(compiled) -> dict[str, int]:
     return counts
 
 
-def test_openvino_available():
-    assert openvino_available()
+def test_openvino_available_follows_the_import(monkeypatch):
+    import builtins
+
+    assert openvino_available()          # importorskip above: the extra is installed
+    real_import = builtins.__import__
+
+    def no_openvino(name, *args, **kwargs):
+        if name == "openvino" or name.startswith("openvino."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_openvino)
+    assert not openvino_available()
 
 
 # ------------------------------------------------------------------ the graphs (PyTorch only)
@@ -193,8 +204,9 @@ def test_batch_runs_item_by_item(cache):
 def test_bf16_is_close_and_only_the_x_prox_nets_run_in_bf16(cache):
     model = _model(4)
     runner = OpenVINORunner(model, precision="bf16", threads=1, cache_dir=cache)
+    runner.compiled_model(SIZE)   # what was compiled decides, not what was asked for
     if runner.precision != "bf16":
-        pytest.skip("this CPU has no bf16 inference in OpenVINO")
+        pytest.skip("OpenVINO compiled f32 when asked for bf16: this CPU has no bf16 (or it is hidden)")
     y = _y(7)
     out = runner(y)
     f32 = OpenVINORunner(model, precision="f32", threads=1, cache_dir=cache)(y)
@@ -205,6 +217,15 @@ def test_bf16_is_close_and_only_the_x_prox_nets_run_in_bf16(cache):
     counts = _conv_precisions(runner.compiled_model(SIZE))
     assert counts.get("bf16") == 9 * model.config.stages          # the X-prox convolutions
     assert counts.get("f32", 0) >= 9 * model.config.stages        # K-prox nets and physics
+
+
+def test_hidden_bf16_compiles_f32_as_on_a_cpu_without_it(cache, monkeypatch):
+    # the fallback every laptop without bf16 takes, forced on whatever CPU runs the suite
+    monkeypatch.setenv("KXNET_HIDE_CPU_FLAGS", "bf16")
+    for asked in ("bf16", "auto"):
+        runner = OpenVINORunner(_model(2), precision=asked, threads=1, cache_dir=cache)
+        counts = _conv_precisions(runner.compiled_model(SIZE))
+        assert runner.precision == "f32" and "bf16" not in counts, (asked, counts)
 
 
 def test_auto_precision_is_reported(cache):

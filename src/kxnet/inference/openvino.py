@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..hardware import BF16_FLAGS, hidden_flags
 from ..export import ExportableKXNet, NonBlindExportableKXNet
 from ..io.atomic import atomic_write_bytes
 from ..models.kxnet import KXNet
@@ -174,15 +175,22 @@ class OpenVINORunner:
         # one-thread processes (torchrun, two cores) both landed on one core and ran at half
         # speed; unpinned, each keeps its own (and one process runs as fast): docs/speed.md
         config["ENABLE_CPU_PINNING"] = False
-        if self.requested_precision != "auto":
-            config["INFERENCE_PRECISION_HINT"] = self.requested_precision
+        if self._precision_hint() is not None:
+            config["INFERENCE_PRECISION_HINT"] = self._precision_hint()
         if self.requested_threads is not None:
             config["INFERENCE_NUM_THREADS"] = self.requested_threads
         return config
 
+    def _precision_hint(self) -> str | None:
+        """What OpenVINO is asked for: None leaves its default (``"auto"``). With bf16 hidden
+        (``$KXNET_HIDE_CPU_FLAGS``) the answer is f32, which OpenVINO gives a CPU without it."""
+        if self.requested_precision != "f32" and hidden_flags() & set(BF16_FLAGS):
+            return "f32"
+        return None if self.requested_precision == "auto" else self.requested_precision
+
     def _resolved_precision(self) -> str:
-        if self.requested_precision != "auto":
-            return self.requested_precision
+        if self._precision_hint() is not None:
+            return self._precision_hint()
         return _get_core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
 
     @property
