@@ -18,11 +18,24 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (``kxnet sr: error: --scale: invalid
+    choice: 5 (choose from 2, 3, 4)``) and exit code 2, like every other bad input: argparse's
+    own prints the whole usage first. ``--help`` still prints the full help. Sub-command parsers
+    are made by ``add_subparsers`` in the parent's class, so every sub-command gets this too."""
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        if text.startswith("argument "):
+            text = text[len("argument "):]      # "argument --scale: invalid choice" → "--scale: …"
+        self.exit(2, f"{self.prog}: error: {text}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="kxnet", description="Blind super-resolution with KXNet: "
-                                     "estimates the blur kernel and the sharp image from one photo.")
+    parser = Parser(prog="kxnet", description="Blind super-resolution with KXNet: "
+                    "estimates the blur kernel and the sharp image from one photo.")
     parser.add_argument("--version", action="version", version=f"kxnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
@@ -33,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         p = module.add_parser(sub)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                           for e in extra):
         args.overrides = list(args.overrides) + extra
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, "_parser", parser).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         code = args._run(args)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -158,6 +159,37 @@ def read_image(path: str | os.PathLike[str], min_size: int = 1) -> Image:
 
 
 def _decode(path: Path, data: bytes) -> _Decoded:
+    """Decode ``data``; a failure is one :class:`ImageError` line, with whatever the decoders
+    warned about folded into it (Pillow's two-line DecompressionBombWarning for a header that
+    claims 12000×12000, say) instead of printed on stderr. A good decode drops its warnings
+    (EXIF/ICC oddities that do not affect the pixels)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _decode_any(path, data)
+        except ImageError as exc:
+            notes = _warning_notes(caught)
+            if not notes:
+                raise
+            raise ImageError(path, f"{exc.problem}; {notes}") from None
+
+
+def _warning_notes(caught: list[warnings.WarningMessage]) -> str:
+    """The decoders' warnings as one clause (duplicates once)."""
+    notes: list[str] = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if issubclass(w.category, PILImage.DecompressionBombWarning):
+            numbers = re.findall(r"\d+", text)
+            if len(numbers) >= 2:
+                text = (f"its header claims {int(numbers[0]):,} pixels, over Pillow's decompression-bomb "
+                        f"limit of {int(numbers[1]):,}")
+        if text and text not in notes:
+            notes.append(text)
+    return "; ".join(notes)
+
+
+def _decode_any(path: Path, data: bytes) -> _Decoded:
     try:
         if data.startswith(_PNG_SIGNATURE) and _png_bit_depth(data) == 16:
             return _decode_png16(data)
@@ -179,16 +211,15 @@ def _decode(path: Path, data: bytes) -> _Decoded:
 
 
 def _decode_pillow(data: bytes) -> _Decoded:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. EXIF/ICC oddities that do not affect pixels
-        with PILImage.open(io.BytesIO(data)) as im:
-            im.load()  # full decode now: raises on truncated data
-            if im.format == "TIFF":
-                # A TIFF's "EXIF" is its whole IFD (strip offsets…): take only the orientation.
-                orientation, exif = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1), None
-            else:
-                orientation, exif = _read_exif(im.info.get("exif"))
-            pixels = _pillow_pixels(im)
+    # warnings (EXIF/ICC oddities, a decompression-bomb size) are caught by _decode
+    with PILImage.open(io.BytesIO(data)) as im:
+        im.load()  # full decode now: raises on truncated data
+        if im.format == "TIFF":
+            # A TIFF's "EXIF" is its whole IFD (strip offsets…): take only the orientation.
+            orientation, exif = int(im.getexif().get(_ORIENTATION_TAG, 1) or 1), None
+        else:
+            orientation, exif = _read_exif(im.info.get("exif"))
+        pixels = _pillow_pixels(im)
     return _Decoded(pixels, orientation, exif)
 
 
