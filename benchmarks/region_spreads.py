@@ -1,14 +1,17 @@
-"""How much the regions' kernels disagree on photos blurred uniformly, with every setting-2 test
-kernel: the figures ``--regions auto``'s thresholds must stay above (kxnet.inference.regions).
+"""How much the regions' kernels disagree — over the whole grid and over auto's probe crops — on
+photos blurred uniformly by every setting-2 test kernel and on photos blurred unevenly: the
+figures ``--regions auto``'s two thresholds sit between (kxnet.inference.regions).
 
     python benchmarks/region_spreads.py                 # ×2, ×3, ×4; four Set14 photos and a wallpaper
-    python benchmarks/region_spreads.py --scales 4
+    python benchmarks/region_spreads.py --scales 2 4
 
-Each photo (Set14's with both HR sides ≥ 480 px, and the centre 256·s square of a training
-wallpaper, whose sky and flat walls make it the hardest case found) is blurred by each of the 8
-setting-2 benchmark kernels and decimated without noise; the shipped setting-2 model of the
-scale estimates the regions (64-pixel crops, forced on) and the spread is printed, one row per
-photo and one column per kernel, then the largest per scale beside the threshold in use.
+Uniform: each photo (Set14's with both HR sides ≥ 480 px, and the centre 256·s square of a
+training wallpaper, whose sky and flat walls make it the hardest case found) is blurred by each of
+the 8 setting-2 benchmark kernels and decimated without noise. Uneven: the four Set14 photos in
+the ``split`` and ``ramp`` scenes of benchmarks/region_kernels.py. The shipped setting-2 model of
+the scale estimates every region (64-pixel crops); the grid's spread and the probes' spread (the
+same estimates at :func:`~kxnet.inference.regions.probe_cells`) are printed per photo, then the
+largest uniform and smallest uneven figure of each beside the thresholds in use.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import argparse
 from pathlib import Path
 
 import torch
+from region_kernels import scene
 
 from kxnet.degrade import degrade
 from kxnet.degrade.testsets import load_hr
-from kxnet.inference.regions import uniform_spread
+from kxnet.hardware import cpu_name
+from kxnet.inference.regions import DEFAULT_REGION, probe_cells, probe_spread, uniform_spread
 from kxnet.inference.upscaler import Upscaler
 from kxnet.io import list_images
 from kxnet.kernels import benchmark_kernels
@@ -30,32 +35,46 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 WALLPAPER = DATA / "train" / "wallpapers" / "lomiri16_aitzgorri_by_Aitzol_Berasategi.png"
 
 
+def spreads(up: Upscaler, lr: torch.Tensor) -> tuple[float, float]:
+    """(grid spread, probes' spread) of one LR image (3×h×w)."""
+    regions = up.estimate_regions(lr[None])
+    return regions.spread, regions.spread_of(probe_cells(*lr.shape[-2:], DEFAULT_REGION))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    print(f"CPU {cpu_name()}, {args.threads} thread(s), torch {torch.__version__}; each cell grid / probes")
     from PIL import Image as PILImage
 
-    photos = [p for p in list_images([DATA / "benchmarks" / "Set14"], recursive=False)
-              if min(PILImage.open(p).size) >= 480] + [WALLPAPER]
+    set14 = [p for p in list_images([DATA / "benchmarks" / "Set14"], recursive=False)
+             if min(PILImage.open(p).size) >= 480]
     for s in args.scales:
         up = Upscaler(resolve(f"kxnet_x{s}.setting2", photos=False), "cpu", regions="on")
-        largest = 0.0
-        for p in photos:
+        uniform: list[tuple[float, float]] = []
+        uneven: list[tuple[float, float]] = []
+        for p in set14 + [WALLPAPER]:
             hr = load_hr(p, s)
             if p == WALLPAPER:
                 side = s * 256
                 top, left = (hr.shape[1] - side) // 2, (hr.shape[2] - side) // 2
                 hr = hr[:, top:top + side, left:left + side]
-            row = []
-            for bk in benchmark_kernels(2, s):
-                lr = degrade(hr, torch.as_tensor(bk.kernel, dtype=torch.float32), s, 0.0)
-                row.append(up.estimate_regions(lr[None]).spread)
-            largest = max(largest, *row)
-            print(f"×{s} {p.stem[:16]:<16} " + " ".join(f"{v:.3f}" for v in row), flush=True)
-        print(f"×{s}: largest uniform spread {largest:.3f}; auto's threshold {uniform_spread(s):.2f}\n", flush=True)
+            row = [spreads(up, degrade(hr, torch.as_tensor(bk.kernel, dtype=torch.float32), s, 0.0))
+                   for bk in benchmark_kernels(2, s)]
+            uniform += row
+            print(f"×{s} uniform {p.stem[:16]:<16} " + " ".join(f"{g:.3f}/{q:.3f}" for g, q in row), flush=True)
+            if p != WALLPAPER:
+                row = [spreads(up, scene(name, hr, s)[0]) for name in ("split", "ramp")]
+                uneven += row
+                print(f"×{s} uneven  {p.stem[:16]:<16} split {row[0][0]:.3f}/{row[0][1]:.3f} "
+                      f"ramp {row[1][0]:.3f}/{row[1][1]:.3f}", flush=True)
+        print(f"×{s}: grid  — largest uniform {max(g for g, _ in uniform):.3f}, smallest uneven "
+              f"{min(g for g, _ in uneven):.3f}; threshold {uniform_spread(s):.2f}")
+        print(f"×{s}: probes — largest uniform {max(q for _, q in uniform):.3f}, smallest uneven "
+              f"{min(q for _, q in uneven):.3f}; threshold {probe_spread(s):.2f}\n", flush=True)
 
 
 if __name__ == "__main__":

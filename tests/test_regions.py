@@ -91,16 +91,56 @@ def test_sr_writes_the_kernel_map_and_lists_the_regions(split_photo, tmp_path):
     assert side["files"]["kernel_map"] and (tmp_path / "out" / "split_x2_kernel_map.png").stat().st_size > 0
 
 
-def test_auto_uses_regions_only_where_they_disagree_more_than_the_scales_rule(split_photo, monkeypatch):
+def test_auto_decides_from_the_probes_and_completes_the_grid_only_where_they_disagree(split_photo, monkeypatch):
     import kxnet.inference.upscaler as upscaler
 
     photo = Image(rgb=from_tensor(split_photo))
     up = Upscaler("kxnet_x2.setting2", "cpu", regions="auto", region_size=40)   # 96² holds 2×2 regions
+    crops = []
+    forward = up._forward
+    monkeypatch.setattr(up, "_forward", lambda y, *a, **k: (crops.append(tuple(y.shape[-2:])), forward(y, *a, **k))[1])
+    # probes that agree: one kernel, the grid never estimated (two probe crops, then the whole photo)
+    monkeypatch.setattr(upscaler, "probe_spread", lambda scale: 10.0)
+    crops.clear()
+    info = up.run(photo)[2]
+    assert info["regions"]["probes"] == [[0, 0], [3, 3]] and info["regions"]["spread"] is None
+    assert not info["regions"]["used"] and info["kernel_mode"] == "blind" and up.last_regions is None
+    assert crops == [(40, 40), (40, 40), (96, 96)]
+    # probes that disagree: the grid is completed (the probes not estimated twice) and decides
+    monkeypatch.setattr(upscaler, "probe_spread", lambda scale: 0.0)
     spreads = {}
     for threshold in (0.0, 10.0):
         monkeypatch.setattr(upscaler, "uniform_spread", lambda scale, t=threshold: t)
+        crops.clear()
         info = up.run(photo)[2]
         spreads[threshold] = info["regions"]["spread"]
         assert info["regions"]["used"] == (threshold == 0.0)
         assert info["kernel_mode"] == ("regions" if threshold == 0.0 else "blind")
+        assert crops.count((40, 40)) == 16 + (info["tiles"] if threshold == 0.0 else 0)   # 4×4 grid, its tiles
     assert spreads[0.0] == spreads[10.0] > 0
+
+
+def test_auto_at_the_real_thresholds_uses_regions_on_a_split_photo_and_not_on_a_uniform_one(split_photo):
+    from kxnet.inference.regions import probe_spread, uniform_spread
+
+    up = Upscaler("kxnet_x2.setting2", "cpu", regions="auto", region_size=40)
+    split = up.run(Image(rgb=from_tensor(split_photo)))[2]["regions"]
+    assert split["used"] and split["probe_spread"] >= probe_spread(2) and split["spread"] >= uniform_spread(2)
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
+    hr = torch.from_numpy(read_image(repo / "examples" / "chart_x4.png").rgb).permute(2, 0, 1)
+    hr = torch.nn.functional.interpolate(hr[None], scale_factor=2, mode="bicubic")[0].clamp(0, 1)
+    uniform = degrade(hr, anisotropic_gaussian(11, 1.2, 2.4, 0.5), 2)
+    info = up.run(Image(rgb=from_tensor(uniform)))[2]["regions"]
+    assert not info["used"] and info["spread"] is None and info["probe_spread"] < probe_spread(2)
+
+
+def test_sr_writes_no_kernel_map_where_regions_were_not_used(split_photo, tmp_path):
+    src = tmp_path / "split.png"
+    write_image(src, from_tensor(split_photo))
+    assert main(["sr", str(src), "-o", str(tmp_path / "out"), "--model", "kxnet_x2.setting2", "--regions", "auto",
+                 "--region-size", "40", "--save-kernel", "--quiet", "--tile", "0"]) == 0
+    side = json.loads((tmp_path / "out" / "split_x2.json").read_text())
+    assert side["kernel"]["regions"]["used"] == (side["files"]["kernel_map"] is not None)
+    assert (tmp_path / "out" / "split_x2_kernel_map.png").exists() == side["kernel"]["regions"]["used"]
+    if side["kernel"]["regions"]["used"]:   # --tile 0 asked for, region tiles run: the sidecar says why
+        assert "instead of none" in side["kernel"]["regions"]["tile_note"]

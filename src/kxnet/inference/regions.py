@@ -11,6 +11,12 @@ Whether it pays is measured (docs/photo.md, "A kernel per region"): on a photo b
 uniformly, the crops' estimates differ only by their noise, and the upscaler's one-kernel path
 (the centre crop's estimate) is used instead (:attr:`RegionKernels.spread` below
 :func:`uniform_spread` of the scale).
+
+Deciding is made cheap first: ``auto`` estimates only a few *probe* crops at the grid's far
+corners (:func:`probe_cells`, as many as a tenth of the photo's area pays for, at least two),
+and where they agree (their spread below :func:`probe_spread` of the scale) the photo gets one
+kernel without the rest of the grid. Most photos are blurred uniformly and stop there; where the
+probes disagree the grid is completed (the probes' estimates reused) and decided as before.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "region_starts", "uniform_spread"]
+__all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "kernel_spread", "probe_cells", "probe_spread",
+           "region_starts", "uniform_spread"]
 
 DEFAULT_REGION = 64      # LR pixels per region crop side (the size the rule below was measured at)
 SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
@@ -35,9 +42,42 @@ SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
 _UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 
 
+# The probes' spread below which the grid is not completed, per scale: below the smallest probe
+# spread of an unevenly blurred scene, so every such scene still reaches the grid's decision
+# (benchmarks/region_spreads.py --probes; docs/photo.md).
+_PROBE_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
+PROBE_AREA_SHARE = 0.10     # of the photo's area, what the probe crops may cost at most (≥ 2 crops)
+_PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # far corners first: each pair spans both axes
+
+
 def uniform_spread(scale: int) -> float:
     """The :attr:`RegionKernels.spread` below which ``auto`` uses one kernel at ``scale``."""
     return _UNIFORM_SPREAD[scale]
+
+
+def probe_spread(scale: int) -> float:
+    """The spread of the probe crops below which ``auto`` decides for one kernel at once."""
+    return _PROBE_SPREAD[scale]
+
+
+def probe_cells(height: int, width: int, size: int) -> list[tuple[int, int]]:
+    """The grid cells (row, column) ``auto`` estimates first on an LR photo of this size: the
+    grid's corners, top-left and bottom-right first, as many as :data:`PROBE_AREA_SHARE` of the
+    photo's area pays for in crops of ``size``, at least two."""
+    ny, nx = len(region_starts(height, size)), len(region_starts(width, size))
+    count = max(2, int(PROBE_AREA_SHARE * height * width / size ** 2))
+    cells: list[tuple[int, int]] = []
+    for i, j in _PROBE_ORDER:
+        cell = (i % ny, j % nx)
+        if cell not in cells:
+            cells.append(cell)
+    return cells[:count]
+
+
+def kernel_spread(finals: torch.Tensor) -> float:
+    """How much N kernels (N×p×p) disagree: the mean unit-sum L1 of each to their mean kernel."""
+    mean = _normalise(finals.mean(dim=0))
+    return float((finals - mean).abs().sum(dim=(-2, -1)).mean())
 
 
 def region_starts(length: int, size: int) -> list[int]:
@@ -91,9 +131,11 @@ class RegionKernels:
         """How much the crops disagree: the mean unit-sum L1 of their final kernels to the mean
         kernel (0 = all the same; on uniformly blurred photos their estimation noise, up to the
         largest spreads behind :func:`uniform_spread`; more where the blur differs across the frame)."""
-        final = self.raw[:, :, -1]
-        mean = _normalise(final.mean(dim=(0, 1)))
-        return float((final - mean).abs().sum(dim=(-2, -1)).mean())
+        return kernel_spread(self.raw[:, :, -1].flatten(0, 1))
+
+    def spread_of(self, cells: list[tuple[int, int]]) -> float:
+        """The spread of some cells' final kernels (the probes' decision, recomputed on a grid)."""
+        return kernel_spread(torch.stack([self.raw[i, j, -1] for i, j in cells]))
 
     def at(self, y: float, x: float) -> list[torch.Tensor]:
         """The per-stage kernels at LR position (y, x): bilinear between the crops' centres

@@ -53,7 +53,8 @@ from ..metrics import gaussian_fit as kernel_parameters
 from ..models import resolve
 from ..physics import bicubic_upsample
 from .backends import choose
-from .regions import DEFAULT_REGION, RegionKernels, region_starts, uniform_spread
+from .regions import (DEFAULT_REGION, RegionKernels, kernel_spread, probe_cells, probe_spread, region_starts,
+                      uniform_spread)
 
 __all__ = [
     "DEFAULT_TILE",
@@ -285,23 +286,52 @@ class Upscaler:
         stages = out.stage_kernels or ([out.kernel] if out.kernel is not None else [])
         return [k.detach().to("cpu", torch.float32).reshape(k.shape[-2:]).numpy() for k in stages]
 
-    def estimate_regions(self, lr: torch.Tensor) -> RegionKernels:
-        """The blind per-stage kernels of every region crop of ``lr`` (1×3×h×w), smoothed."""
+    def _region_estimates(self, lr: torch.Tensor, cells: list[tuple[int, int]], known: dict, desc: str) -> dict:
+        """The blind per-stage kernels (T×p×p) of the region crops at grid ``cells`` of ``lr``,
+        added to ``known`` (cells already there are not estimated again)."""
         from tqdm import tqdm
 
         r = self.region_size
         ys, xs = region_starts(lr.shape[-2], r), region_starts(lr.shape[-1], r)
-        rows = []
-        with tqdm(total=len(ys) * len(xs), desc="kernel regions", unit="region", leave=False,
-                  disable=not self.progress) as bar:
-            for y0 in ys:
-                row = []
-                for x0 in xs:
-                    out = self._forward(lr[..., y0:y0 + r, x0:x0 + r])
-                    row.append(torch.stack([k[0].float() for k in out.stage_kernels]))
-                    bar.update()
-                rows.append(torch.stack(row))
-        return RegionKernels.from_estimates(torch.stack(rows), ys, xs, r)
+        todo = [c for c in cells if c not in known]
+        for i, j in tqdm(todo, desc=desc, unit="region", leave=False, disable=not self.progress):
+            out = self._forward(lr[..., ys[i]:ys[i] + r, xs[j]:xs[j] + r])
+            known[i, j] = torch.stack([k[0].float() for k in out.stage_kernels])
+        return known
+
+    def estimate_regions(self, lr: torch.Tensor, known: dict | None = None) -> RegionKernels:
+        """The blind per-stage kernels of every region crop of ``lr`` (1×3×h×w), smoothed;
+        ``known`` holds estimates already made (the probes), by grid cell."""
+        r = self.region_size
+        ys, xs = region_starts(lr.shape[-2], r), region_starts(lr.shape[-1], r)
+        cells = [(i, j) for i in range(len(ys)) for j in range(len(xs))]
+        known = self._region_estimates(lr, cells, dict(known or {}), "kernel regions")
+        raw = torch.stack([torch.stack([known[i, j] for j in range(len(xs))]) for i in range(len(ys))])
+        return RegionKernels.from_estimates(raw, ys, xs, r)
+
+    def decide_regions(self, lr: torch.Tensor) -> tuple[RegionKernels | None, dict]:
+        """Whether ``lr`` gets a kernel per region: ``on`` estimates the grid and uses it; ``auto``
+        estimates the probe crops first and completes the grid only where they disagree.
+        Returns the regions where they are used (else None) and the sidecar's account."""
+        r = self.region_size
+        h, w = lr.shape[-2:]
+        grid = [len(region_starts(h, r)), len(region_starts(w, r))]
+        info = {"grid": grid, "size": r, "probes": None, "probe_spread": None, "spread": None, "used": False}
+        known: dict = {}
+        if self.regions == "auto":
+            cells = probe_cells(h, w, r)
+            known = self._region_estimates(lr, cells, known, "kernel probes")
+            info["probes"] = [list(c) for c in cells]
+            info["probe_spread"] = round(kernel_spread(torch.stack([known[c][-1] for c in cells])), 4)
+            if info["probe_spread"] < probe_spread(self.scale):
+                return None, info
+        regions = self.estimate_regions(lr, known)
+        info["spread"] = round(regions.spread, 4)
+        info["used"] = self.regions == "on" or regions.spread >= uniform_spread(self.scale)
+        if not info["used"]:
+            return None, info
+        info["regions"] = regions.describe(self.scale)
+        return regions, info
 
     def run(self, image: Image, kernel=None, keep_output: bool = False):
         """Super-resolve ``image``; returns ``(Image, kernel, info, output)``.
@@ -335,14 +365,14 @@ class Upscaler:
         mode = "blind" if kernel is None else "given"
         plan = self.plan(ph, pw)
         if kernel is None and self._wants_regions(ph, pw):
-            regions = self.last_regions = self.estimate_regions(lr)
-            spread = regions.spread
-            per_region = self.regions == "on" or spread >= uniform_spread(self.scale)
-            regions_info = {"grid": list(regions.shape), "size": self.region_size, "spread": round(spread, 4),
-                            "used": per_region, "regions": regions.describe(s)}
-            if per_region:   # tiles of one region's size, each with the kernels at its centre
+            regions, regions_info = self.decide_regions(lr)
+            if regions is not None:   # tiles of one region's size, each with the kernels at its centre
+                self.last_regions = regions
                 plan = self.plan(ph, pw, self.region_size, max(self.region_size // 4, 8))
                 kernel_at, mode = regions.at, "regions"
+                if self.tile != self.region_size:
+                    regions_info["tile_note"] = (f"tiles of the region size ({self.region_size} LR px) instead of "
+                                                 f"{self.tile or 'none'}: each takes its region's kernels")
             # else the one-kernel path, as with regions off: the mean of the crops' kernels is
             # wider than any of them and measured 0.05 dB below the centre crop's (docs/photo.md)
         info = {"device": str(self.device), "precision": self.precision, "backend": self.backend, "scale": s,
