@@ -141,6 +141,84 @@ def test_bad_inputs_are_one_readable_message_and_the_server_keeps_serving(served
     assert Image.open(after).size == (48, 48)
 
 
+def test_a_script_can_send_just_the_photo(served, tmp_path):
+    """`Client(url).predict(handle_file(path), api_name="/run")`, as docs/demo.md shows it: every
+    other input has its default (×4 and its default model, blind, regions auto)."""
+    from gradio_client import handle_file
+
+    demo, client = served
+    assert 'client.predict(handle_file("photo.png"), api_name="/run")' in (REPO / "docs" / "demo.md").read_text()
+    params = {p["parameter_name"]: p for p in client.view_api(print_info=False, return_format="dict")
+              ["named_endpoints"]["/run"]["parameters"]}
+    assert [name for name, p in params.items() if not p["parameter_has_default"]] == ["photo"]
+    assert params["scale"]["python_type"]["type"] == "int | str"
+    (before, after), _, fit, _, _, summary, _ = client.predict(handle_file(str(crop(tmp_path / "chart.png"))),
+                                                                api_name="/run")
+    assert Image.open(after).size == (96, 96) and "×4, kxnet_x4" in summary and "σ₁" in fit
+
+
+@pytest.mark.parametrize("scale", ["2", 2, 2.0, "3", 3])
+def test_the_scale_is_a_number_or_its_text_and_picks_its_default_model(served, scale, tmp_path):
+    from gradio_client import handle_file
+
+    _, client = served
+    (_, after), *_, summary, files = client.predict(handle_file(str(crop(tmp_path / "chart.png"))), scale,
+                                                    regions="off", api_name="/run")
+    s = int(float(scale))
+    assert Image.open(after).size == (24 * s, 24 * s) and f"(×{s}, kxnet_x{s}." in summary
+
+
+def test_a_scale_outside_2_3_4_is_one_message(served, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, client = served
+    for scale in ("5", "four"):
+        with pytest.raises(AppError) as err:
+            client.predict(handle_file(str(crop(tmp_path / "chart.png"))), scale, api_name="/run")
+        assert f"scale must be 2, 3 or 4 (a number or its text), got '{scale}'" in str(err.value)
+
+
+def test_concurrent_requests_each_get_their_own_result(served, tmp_path):
+    """Four requests in flight at once (the page runs one at a time; the rest wait in its queue),
+    each a different photo size and scale: each answer is its own input's result."""
+    from gradio_client import handle_file
+
+    _, client = served
+    asks = [((20, 24), 2), ((28, 20), "3"), ((24, 32), 2), ((32, 28), 3)]
+    photos, jobs = [], []
+    for i, ((w, h), scale) in enumerate(asks):
+        photo = tmp_path / f"photo{i}.png"
+        Image.open(EXAMPLE).crop((30 + 3 * i, 30, 30 + 3 * i + w, 30 + h)).save(photo)
+        photos.append(photo)
+        jobs.append(client.submit(handle_file(str(photo)), scale, regions="off", api_name="/run"))
+    for photo, ((w, h), scale), job in zip(photos, asks, jobs):
+        (before, after), *_, files = job.result(timeout=300)
+        s = int(scale)
+        assert Image.open(after).size == (w * s, h * s) and Image.open(before).size == (w * s, h * s)
+        mine = np.asarray(Image.open(photo).convert("RGB"))
+        assert np.array_equal(np.asarray(Image.open(before).convert("RGB"))[::s, ::s], mine)  # its own input
+        sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+        assert sidecar["input"]["path"] == photo.name and sidecar["scale"] == s
+
+
+def test_a_photo_over_the_size_limit_is_a_message_and_the_next_one_runs(served, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    demo, client = served
+    side = int((demo.service.max_pixels * 1.05) ** 0.5) + 1         # a real photo just over the limit
+    big = tmp_path / "big.png"
+    Image.fromarray(np.tile(np.arange(side, dtype=np.uint8), (side, 1))).save(big)
+    with pytest.raises(AppError) as err:
+        client.predict(handle_file(str(big)), 2, api_name="/run")
+    message = str(err.value)
+    assert f"big.png: {side}×{side} is" in message and "kxnet sr --tile 256 big.png" in message
+    assert "Traceback" not in message and "\n" not in message
+    (_, after), *_ = client.predict(handle_file(str(crop(tmp_path / "chart.png"))), 2, api_name="/run")
+    assert Image.open(after).size == (48, 48)
+
+
 def test_listens_on_localhost_only_and_opens_no_share_link(served):
     demo, _ = served
     assert demo.server_name == "127.0.0.1" and demo.share is False and demo.share_url is None

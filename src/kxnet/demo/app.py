@@ -50,6 +50,31 @@ def _path_untouched(payload):
     return payload.path
 
 
+def _scale_value(payload):
+    """The scale as a number: the page sends 2, 3 or 4; a script may send ``4``, ``4.0`` or
+    ``'4'`` (the API listed it as text). Radio's own check takes only the choices' exact
+    values, so ``'4'`` was refused. Set on the component instance, as :func:`_path_untouched`."""
+    if payload is None or (isinstance(payload, str) and not payload.strip()):
+        return None
+    value = None
+    if not isinstance(payload, bool):
+        try:
+            value = float(str(payload).strip().lstrip("×x"))
+        except ValueError:
+            pass
+    if value not in SCALES:
+        raise gr.Error(f"scale must be {', '.join(map(str, SCALES[:-1]))} or {SCALES[-1]} (a number or its "
+                       f"text), got {payload!r}", print_exception=False)
+    return int(value)
+
+
+def _scale_api_info() -> dict:
+    """How the API lists the scale: a number or its text (``int | str``), not ``Literal['2', …]``."""
+    return {"anyOf": [{"type": "integer"}, {"type": "string"}], "title": "Scale",
+            "additional_description": f"{', '.join(map(str, SCALES[:-1]))} or {SCALES[-1]}, as a number or its text; "
+                                      "the model defaults to the scale's"}
+
+
 def _summary(out: Outcome) -> str:
     sc = out.sidecar
     k, tiling = sc["kernel"], sc["tiling"]
@@ -93,6 +118,7 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
     choices = model_choices(entries)
     scale_of = {name: e.config.get("scale") for name, e in entries.items()}
     start = default_model(4) if default_model(4) in entries else (choices[0][1] if choices else None)
+    default_scale = scale_of.get(start) or 4
     mp = service.max_pixels / 1e6
 
     def on_scale(scale):
@@ -102,7 +128,15 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
     def on_model(name):
         return gr.update(value=scale_of[name]) if name in scale_of else gr.update()
 
-    def run(photo, scale, model, weights, kernel_file, regions, progress=gr.Progress(track_tqdm=True)):
+    # Every input but the photo has a default, so a script may send just the photo
+    # (`Client(url).predict(handle_file(path), api_name="/run")`): Gradio lists a parameter as
+    # optional when its component has a value or the handler's argument defaults to None. The
+    # model's box starts empty (filled by the page's load event) so that a script's default is
+    # None — the chosen scale's default model — not the ×4 model whatever the scale.
+    def run(photo, scale=None, model=None, weights="", kernel_file=None, regions=None,
+            progress=gr.Progress(track_tqdm=True)):
+        scale = int(scale) if scale is not None else default_scale
+        regions = regions or "auto"
         if not photo:
             raise gr.Error("Upload a photo first (or pick the example below it).", print_exception=False)
         weights = (weights or "").strip()
@@ -111,7 +145,7 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                            print_exception=False)
         progress(0, desc="Loading the model and reading the photo")
         try:
-            out = service.run(photo, Path(photo).name, scale=int(scale), model=weights or model,
+            out = service.run(photo, Path(photo).name, scale=scale, model=weights or model or None,
                               kernel_path=kernel_file, kernel_name=Path(kernel_file).name if kernel_file else None,
                               regions=regions, progress=True)
         except DemoError as e:
@@ -136,9 +170,10 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                                  image_mode=None, format="png", height=280, elem_id="photo")
                 photo.preprocess = _path_untouched
                 gr.Examples([[str(p)] for p in example_images()], inputs=[photo], label="Example")
-                scale = gr.Radio([(f"×{s}", s) for s in SCALES], value=scale_of.get(start, 4), label="Scale",
+                scale = gr.Radio([(f"×{s}", s) for s in SCALES], value=default_scale, label="Scale",
                                  info="picks the default model of that scale")
-                model = gr.Dropdown(choices, value=start, label="Model",
+                scale.preprocess, scale.api_info = _scale_value, _scale_api_info
+                model = gr.Dropdown(choices, value=None, label="Model",
                                     info="shipped weights, each with its PSNR on Set5 (its blur setting, no noise)")
                 with gr.Accordion("More options", open=False):
                     weights = gr.Textbox(label="Weights file on this computer (instead of the list)",
@@ -166,6 +201,7 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                 files = gr.File(label="Downloads (what kxnet sr --save-kernel --stages writes)",
                                 file_count="multiple", interactive=False, elem_id="downloads")
 
+        demo.load(lambda: start, None, model, api_name="show_default_model", api_visibility="private", queue=False)
         scale.input(on_scale, scale, model, api_visibility="private", queue=False)
         model.input(on_model, model, scale, api_visibility="private", queue=False)
         go.click(run, [photo, scale, model, weights, kernel_file, regions],
