@@ -11,7 +11,7 @@ no noise:
   degraded by its kernel);
 * ``ramp``: an isotropic width that grows from σ 0.8 on the left to 3.6 on the right (each LR
   column blended linearly between the two nearest of 8 widths);
-* ``uniform``: one kernel (σ 2.0/4.0, θ 45°) over the whole photo.
+* ``uniform``: one kernel (σ₁ 4.0 / σ₂ 2.0 px at θ 135°: the generator's σx 2.0, σy 4.0, θ 45°) over the whole photo.
 
 Methods: ``one`` (one kernel for the photo: today's rule, the centre crop's), ``regions`` (a
 kernel per region, forced on; one row per region size), ``auto`` (the rule `kxnet sr` uses),

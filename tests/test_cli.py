@@ -324,3 +324,19 @@ def test_compare_panel(tmp_path, capsys):
     rgb = np.zeros((40, 40, 3), np.float32)
     rgb[20:30, 5:15] = np.random.default_rng(0).random((10, 10, 3))
     assert busiest_window(rgb, 10) == (20, 5)
+
+
+def test_summary_line_and_sidecar_state_the_kernel_as_the_readme_does(tmp_path, capsys):
+    """`kxnet sr --kernel examples/chart_x4_kernel.npy` prints the kernel exactly as the README
+    states it (σ₁ ≥ σ₂, θ of the σ₁ axis), and the sidecar's sigma_x/sigma_y/theta_deg are those."""
+    import re
+
+    readme = " ".join((REPO / "README.md").read_text().split())
+    stated = re.search(r"known kernel \((σ₁ [\d.]+ / σ₂ [\d.]+ px at θ [\d.]+°), `examples/chart_x4_kernel.npy`", readme)[1]
+    code = main(["sr", str(REPO / "examples" / "chart_x4.png"), "-o", str(tmp_path), "--model", "kxnet_x4.setting2",
+                 "--kernel", str(REPO / "examples" / "chart_x4_kernel.npy"), "--regions", "off"])
+    out = capsys.readouterr().out
+    assert code == 0 and f"kernel {stated}" in out, out
+    k = json.loads((tmp_path / "chart_x4_x4.json").read_text())["kernel"]
+    assert (k["sigma_x"], k["sigma_y"], k["theta_deg"]) == pytest.approx((2.60, 1.20, 120.0), abs=0.01)
+    assert k["sigma_x"] >= k["sigma_y"] and "σ₁" in k["convention"] and "clockwise" in k["convention"]

@@ -38,3 +38,31 @@ def test_readme_is_short_and_starts_with_the_two_setup_lines():
     lines = text.splitlines()
     assert lines[0] == "```bash" and "kxnet sr examples/chart_x4.png" in lines[1] and "pytest" in lines[2]
     assert "KXNET.md" not in text and "BASELINES.md" not in text
+
+
+def _readme_example_kernel():
+    """The README's statement of the bundled example's kernel: ``(σ₁, σ₂, θ)`` and its text."""
+    text = (REPO / "README.md").read_text()
+    m = re.search(r"known kernel \((σ₁ ([\d.]+) / σ₂ ([\d.]+) px at θ ([\d.]+)°), `examples/chart_x4_kernel.npy`\)",
+                  " ".join(text.split()))
+    assert m, "README: the example's kernel is no longer stated as 'σ₁ A / σ₂ B px at θ C°'"
+    return float(m[2]), float(m[3]), float(m[4]), m[1]
+
+
+def test_the_readme_states_the_example_kernel_as_its_file_fits():
+    """One convention (kxnet.metrics.FIT_CONVENTION: σ₁ ≥ σ₂, θ of the σ₁ axis, clockwise from x):
+    what the README says of examples/chart_x4_kernel.npy is the project's Gaussian fit of it, in
+    the words the summary line and the demo use."""
+    import numpy as np
+
+    from kxnet.metrics import fit_label, gaussian_fit
+
+    s1, s2, theta, stated = _readme_example_kernel()
+    fit = gaussian_fit(np.load(REPO / "examples" / "chart_x4_kernel.npy"))
+    assert s1 >= s2
+    assert abs(fit["sigma_x"] - s1) <= 0.05 and abs(fit["sigma_y"] - s2) <= 0.05
+    d = abs(fit["theta_deg"] - theta) % 180
+    assert min(d, 180 - d) <= 1.0, (fit["theta_deg"], theta)
+    assert fit_label(fit) == stated
+    for page in ("docs/protocol.md", "scripts/make_example.py"):     # where the generator's (1.2, 2.6, 30°) is explained
+        assert stated in " ".join((REPO / page).read_text().split()), page

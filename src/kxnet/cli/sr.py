@@ -285,13 +285,15 @@ def run(args) -> int:
 
 
 def _summary_line(src: Path, out: Path, sc: dict) -> str:
+    from ..metrics import fit_label
+
     if "shots" in sc:
         return (f"{src} -> {out}  ({sc['output_size'][0]}×{sc['output_size'][1]}, {sc['frames']} frames, "
                 f"{len(sc['shots'])} shot(s), {sc['seconds']['total']:.1f} s, audio {sc['audio']})")
     k = sc["kernel"]
     return (f"{src} -> {out}  ({sc['output']['width']}×{sc['output']['height']}, {sc['seconds']:.1f} s"
             + (f", {sc['tiling']['tiles']} tiles" if sc["tiling"]["tiled"] else "")
-            + (f", kernel σ {k['sigma_x']:.2f}/{k['sigma_y']:.2f} θ {k['theta_deg']:.0f}°" if k.get("sigma_x") else "")
+            + (f", kernel {fit_label(k)}" if k.get("sigma_x") else "")   # σ₁ ≥ σ₂, θ of σ₁ (FIT_CONVENTION)
             + (", a kernel per region ({}×{})".format(*k["regions"]["grid"]) if (k.get("regions") or {}).get("used")
                else "")
             + ")")

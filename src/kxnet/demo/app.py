@@ -24,6 +24,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..inference.upscaler import REGION_MODES
+from ..metrics import FIT_CONVENTION, fit_label
 from .service import DemoError, DemoService, Outcome, example_images, model_choices
 
 __all__ = ["build_app", "launch"]
@@ -104,9 +105,8 @@ def _fit(out: Outcome) -> str:
     if k.get("sigma_x") is None:
         return "This model gives no HR blur kernel."
     what = "Given kernel" if k.get("mode") == "given" else "Estimated kernel"
-    return (f"{what}: σ₁ **{k['sigma_x']:.2f}** px, σ₂ **{k['sigma_y']:.2f}** px, θ **{k['theta_deg']:.0f}°** "
-            f"— the Gaussian fitted to it by its moments (HR pixels; θ the σ₁ axis, clockwise from the "
-            f"x axis; the orange ellipse is 2σ).")
+    return (f"{what}: **{fit_label(k)}** — the Gaussian fitted to it by its moments ({FIT_CONVENTION}; "
+            f"the orange ellipse is 2σ).")
 
 
 def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:

@@ -60,9 +60,12 @@ def sidecar(job: Job, input_path, output_path, output_layout: tuple[str, int], f
     """The JSON record of a job: versions, input and output, model, device, time, tiling and
     the kernel (its Gaussian fit, how it was obtained)."""
     from .. import __version__
+    from ..metrics import FIT_CONVENTION
 
     info = dict(job.info)
     kinfo = dict(info.pop("kernel") or {})
+    if kinfo.get("sigma_x") is not None:     # the fit's keys, stated as everywhere else
+        kinfo["convention"] = f"sigma_x, sigma_y, theta_deg = σ₁, σ₂, θ: {FIT_CONVENTION}"
     kinfo.update(mode=info.pop("kernel_mode"), estimated_on=info.pop("kernel_estimated_on"), source=job.kernel_source,
                  regions=info.pop("regions", None))
     out_mode, out_depth = output_layout

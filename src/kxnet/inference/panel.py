@@ -49,9 +49,11 @@ class _Result:
 
 def _fit_text(fit: dict | None) -> str:
     # ASCII only: Pillow's default font has no σ or θ
+    from ..metrics import fit_label
+
     if not fit or fit.get("sigma_x") is None:
         return "no kernel estimate"
-    return f"kernel sigma {fit['sigma_x']:.2f}/{fit['sigma_y']:.2f} px, theta {fit['theta_deg']:.0f} deg"
+    return f"kernel {fit_label(fit, ascii=True)}"
 
 
 def _row(title: str, results: list[_Result], height: int, zoom: int, zoom_px: int) -> PILImage.Image:

@@ -11,11 +11,22 @@ from .image import (
     rgb_to_y,
     ssim,
 )
-from .kernel import gaussian_fit, kernel_fit_errors, kernel_l1, kernel_mae, kernel_psnr, match_kernel_size
+from .kernel import (
+    FIT_CONVENTION,
+    fit_label,
+    gaussian_fit,
+    kernel_fit_errors,
+    kernel_l1,
+    kernel_mae,
+    kernel_psnr,
+    match_kernel_size,
+)
 
 __all__ = [
+    "FIT_CONVENTION",
     "ImageMetrics",
     "crop_border",
+    "fit_label",
     "gaussian_fit",
     "image_metrics",
     "image_psnr",

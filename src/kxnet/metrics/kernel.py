@@ -9,7 +9,17 @@ import numpy as np
 
 from .image import psnr
 
-__all__ = ["gaussian_fit", "kernel_fit_errors", "kernel_l1", "kernel_mae", "kernel_psnr", "match_kernel_size"]
+__all__ = ["FIT_CONVENTION", "fit_label", "gaussian_fit", "kernel_fit_errors", "kernel_l1", "kernel_mae", "kernel_psnr",
+           "match_kernel_size"]
+
+# How every kernel is stated to the user — the README, the `kxnet sr` summary line, the JSON
+# sidecar (``sigma_x``, ``sigma_y``, ``theta_deg``), the demo, docs/ — which is how
+# :func:`gaussian_fit` reads it: the larger spread first, the angle of its axis. The kernels'
+# generator (docs/protocol.md, ``anisotropic_gaussian(p, σx, σy, θ)``) takes σx and θ of either
+# axis: ``(1.2, 2.6, 30°)`` is stated as σ₁ 2.60 / σ₂ 1.20 px at θ 120°.
+FIT_CONVENTION = ("σ₁ ≥ σ₂ are the kernel's spreads (standard deviations, HR pixels) along and across its major "
+                  "axis; θ is the angle of the σ₁ axis in degrees, clockwise from the image's x axis (pointing "
+                  "right; y points down), in [0°, 180°)")
 
 
 def match_kernel_size(k: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -61,10 +71,10 @@ def kernel_l1(k: np.ndarray, k_gt: np.ndarray) -> float:
 
 
 def gaussian_fit(kernel) -> dict:
-    """A Gaussian fitted to a kernel by its moments (the conventions of docs/protocol.md, "Kernels").
+    """A Gaussian fitted to a kernel by its moments, stated as :data:`FIT_CONVENTION` says.
 
-    ``sigma_x ≥ sigma_y`` are the principal standard deviations in HR pixels; ``theta_deg``
-    ∈ [0, 180) is the direction of the σx (major) axis, ``x`` = column to the right, ``y`` =
+    ``sigma_x ≥ sigma_y`` (σ₁, σ₂) are the principal standard deviations in HR pixels; ``theta_deg``
+    ∈ [0, 180) is the direction of the σ₁ (major) axis, ``x`` = column to the right, ``y`` =
     row down (so positive angles turn clockwise on screen); ``centre_offset`` = (x, y) of the
     centroid relative to the kernel's centre tap. Plus the peak tap and the entropy in bits.
     Moments of a p×p kernel are those of the truncated Gaussian: σ of wide blurs read low.
@@ -98,6 +108,18 @@ def gaussian_fit(kernel) -> dict:
         "peak": round(float(k.max()), 6),
         "entropy_bits": round(float(-(nz * np.log2(nz)).sum()), 4),
     }
+
+
+def fit_label(fit: dict | None, ascii: bool = False) -> str:
+    """A :func:`gaussian_fit` in words, the one way kernels are stated (:data:`FIT_CONVENTION`):
+    ``σ₁ 2.60 / σ₂ 1.20 px at θ 120°`` (``ascii``: ``sigma1 2.60 / sigma2 1.20 px at theta 120 deg``,
+    for fonts without Greek); ``""`` for no fit."""
+    if not fit or fit.get("sigma_x") is None:
+        return ""
+    theta = round(fit["theta_deg"]) % 180
+    if ascii:
+        return f"sigma1 {fit['sigma_x']:.2f} / sigma2 {fit['sigma_y']:.2f} px at theta {theta} deg"
+    return f"σ₁ {fit['sigma_x']:.2f} / σ₂ {fit['sigma_y']:.2f} px at θ {theta}°"
 
 
 def kernel_fit_errors(k: np.ndarray, k_gt: np.ndarray) -> dict:
