@@ -117,23 +117,27 @@ class SRResult:
 
 
 def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None, tile: int | None = None,
-                  kernel=None, regions: str = "auto", backend: str = "auto") -> SRResult:
+                  kernel=None, regions: str = "auto", backend: str = "auto", jpeg_quality="auto") -> SRResult:
     """Super-resolve one image, estimating its blur kernel (or using ``kernel``).
 
     ``image_or_path``: a file path, a NumPy array (H×W grey or H×W×3/4, uint8/uint16/float in
     [0, 1]) or a PIL image. ``model``: anything :func:`kxnet.models.resolve` takes — a shipped
-    name, a checkpoint path, a module — or None for the default at ``scale`` (the photo model
-    where one ships); ``scale=None`` takes the model's. ``device``: ``"cpu"``, ``"cuda"`` or
+    name, a checkpoint path, a module — or None for the model the input's degradation estimate
+    routes it to at ``scale`` (see ``jpeg_quality``); ``scale=None`` takes the model's. ``device``: ``"cpu"``, ``"cuda"`` or
     ``None``/``"auto"``. ``tile``: tile side in LR pixels (``None`` default, ``0`` never tile).
     ``kernel``: a p×p array (or a ``.npy``/image file) for non-blind super-resolution.
     ``regions``: a kernel per region of an unevenly blurred photo — ``"auto"`` (where the photo
     is large enough and its regions disagree), ``"on"`` or ``"off"``; ``info["regions"]`` then
     lists each region's kernel fit. ``backend``: ``"auto"`` (OpenVINO in bf16 on a CPU with bf16
     where the ``openvino`` extra is installed, else PyTorch), ``"torch"`` or ``"openvino"``;
-    ``info["backend"]`` says which ran. The model is resolved once and kept between calls with
-    the same arguments.
+    ``info["backend"]`` says which ran. ``jpeg_quality``: the input's JPEG history, ``"auto"``
+    (read from a JPEG file's tables or estimated from the pixels), ``"none"`` or a quality; with
+    ``model=None`` an input with a JPEG history goes to the scale's photo model, any other to the
+    paper's model (``info["degradation"]``: the estimate and which model it chose). The models
+    are resolved once and kept between calls with the same arguments.
     """
     from .inference.job import run_job
+    from .inference.routing import Router
     from .inference.upscaler import MIN_INPUT_SIDE, Upscaler, load_kernel, resolve_device
     from .io import read_image
     from .models import resolve
@@ -168,11 +172,16 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
     if source is not None:
         kernel = load_kernel(kernel, resolved.config.kernel_size)
-    key = (key, tile, regions, backend)
+    key = (key, tile, regions, backend, jpeg_quality)
     if _upscalers.get("key") != key:     # an OpenVINO runner compiles per input size: keep it
-        _upscalers.update(key=key, upscaler=Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend))
-    job = run_job(_upscalers["upscaler"], img, kernel=kernel, kernel_source=source)
+        up = Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend)
+        router = Router(resolved.scale, lambda name: Upscaler(resolve(name, resolved.scale, device=dev), dev, tile=tile,
+                                                              regions=regions, backend=backend),
+                        forced=up if model is not None else None, jpeg_quality=jpeg_quality, known={resolved.name: up})
+        _upscalers.update(key=key, router=router)
+    job = run_job(None, img, kernel=kernel, kernel_source=source, router=_upscalers["router"])
     info = dict(job.info)
+    info["degradation"] = job.degradation
     info["model"] = {k: job.model[k] for k in ("name", "file", "sha256", "arch", "scale", "setting", "stages",
                                                "kernel_size", "mode") if k in job.model}
     return SRResult(image=_to_array(job.result, dtype), kernel=job.kernel, info=info)

@@ -52,6 +52,10 @@ def add_parser(sub):
                    help="minimum overlap of neighbouring tiles in LR pixels (default 32)")
     p.add_argument("--kernel", default=None, metavar="FILE",
                    help="non-blind: use this kernel (.npy, or an image normalised to sum 1) at every stage")
+    p.add_argument("--jpeg-quality", default="auto", metavar="auto|none|Q",
+                   help="the input's JPEG history: auto (read from a JPEG file's tables, else estimated from the "
+                        "pixels; the default), none (never compressed) or the quality Q you know. Without --model, "
+                        "inputs with a JPEG history go to the scale's photo model, the rest to the paper's model")
     p.add_argument("--regions", choices=["auto", "on", "off"], default="auto",
                    help="a kernel per region for photos blurred unevenly: auto (where the photo is large enough "
                         "and its regions disagree; the default), on, or off (one kernel for the photo)")
@@ -133,7 +137,7 @@ def _process_video(up, src: Path, out: Path, args, group=None) -> dict | None:
     return report
 
 
-def _process(up, src: Path, out: Path, args, kernel) -> dict:
+def _process(up, src: Path, out: Path, args, kernel, router=None) -> dict:
     """Super-resolve one file and write its outputs (none left behind on failure)."""
     from ..inference.job import run_job, write_job
     from ..inference.upscaler import MIN_INPUT_SIDE
@@ -143,7 +147,8 @@ def _process(up, src: Path, out: Path, args, kernel) -> dict:
     if is_video(src):
         return _process_video(up, src, out, args)
     img = read_image(src, min_size=MIN_INPUT_SIDE)
-    job = run_job(up, img, kernel, keep_stages=args.stages, kernel_source=str(args.kernel) if args.kernel else None)
+    job = run_job(up, img, kernel, keep_stages=args.stages, kernel_source=str(args.kernel) if args.kernel else None,
+                  router=router)
     return write_job(job, out, src, save_kernel=args.save_kernel, stages=args.stages)
 
 
@@ -176,6 +181,7 @@ def run(args) -> int:
 
     from ..inference.job import side_paths
     from ..inference.regions import DEFAULT_REGION
+    from ..inference.routing import Router, parse_jpeg_quality
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel
     from ..inference.video import is_video
     from ..io import ImageError
@@ -183,6 +189,10 @@ def run(args) -> int:
     from ..parallel import Group, shard
     from . import UsageError
 
+    try:
+        parse_jpeg_quality(args.jpeg_quality)
+    except ValueError as e:
+        raise UsageError(f"--jpeg-quality: {e}") from None
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: output exists and is not a folder")
@@ -206,6 +216,13 @@ def run(args) -> int:
                       backend=args.backend)
         if kernel is not None and not up.takes_hr_kernel:
             raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
+        # without --model each photo's model follows its degradation estimate (inference.routing)
+        def make(name):
+            return Upscaler(resolve(name, scale, device=group.device), group.device, tile=args.tile,
+                            tile_overlap=overlap, precision=args.precision, progress=not args.quiet,
+                            regions=args.regions, region_size=args.region_size or DEFAULT_REGION, backend=args.backend)
+        router = Router(scale, make, forced=up if args.model is not None else None, jpeg_quality=args.jpeg_quality,
+                        known={model.name: up})
         # a video's frame bar is the progress; the tiles of each frame do not get their own
         video_up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
                             regions="off", backend=args.backend)
@@ -247,7 +264,7 @@ def run(args) -> int:
                    disable=args.quiet or len(mine) < 2)
         for src, out in bar:
             try:
-                sc = _process(video_up if is_video(src) else up, src, out, args, kernel)
+                sc = _process(video_up if is_video(src) else up, src, out, args, kernel, router)
             except (ImageError, ValueError, OSError, RuntimeError) as e:
                 if total == 1 and alone:
                     raise ImageError(src, _problem(e, src)) from None
@@ -296,7 +313,15 @@ def _summary_line(src: Path, out: Path, sc: dict) -> str:
             + (f", kernel {fit_label(k)}" if k.get("sigma_x") else "")   # σ₁ ≥ σ₂, θ of σ₁ (FIT_CONVENTION)
             + (", a kernel per region ({}×{})".format(*k["regions"]["grid"]) if (k.get("regions") or {}).get("used")
                else "")
+            + (f"; {_degradation_text(sc['degradation'])}, {sc['model']['name']}" if sc.get("degradation") else "")
             + ")")
+
+
+def _degradation_text(d: dict) -> str:
+    from ..degrade.estimate import DegradationEstimate
+
+    fields = {k: d[k] for k in ("jpeg_quality", "jpeg_source", "chroma", "grid", "noise_sigma")}
+    return DegradationEstimate(**fields).summary()
 
 
 def _problem(e: BaseException, src: Path) -> str:

@@ -34,13 +34,23 @@ class Job:
     output: object = None
     kernel_source: str | None = None
     regions: object = None          # RegionKernels, where the photo was given a kernel per region
+    degradation: dict | None = None  # the JPEG history and noise estimate, and how the model was chosen
 
 
-def run_job(upscaler, image: Image, kernel=None, keep_stages: bool = False, kernel_source: str | None = None) -> Job:
+def run_job(upscaler, image: Image, kernel=None, keep_stages: bool = False, kernel_source: str | None = None,
+            router=None) -> Job:
     """Super-resolve ``image`` (blind, or with ``kernel``; ``kernel_source`` names where it
-    came from for the sidecar)."""
+    came from for the sidecar). With a :class:`~kxnet.inference.routing.Router` the model
+    follows the image's degradation estimate (``upscaler`` may then be None)."""
+    degradation = None
+    if router is not None:
+        upscaler, estimate, why = router.pick(image)
+        degradation = {**estimate.to_dict(), "model_chosen_by": why}
     result, k, info, output = upscaler.run(image, kernel=kernel, keep_output=keep_stages)
-    return Job(image, result, k, info, upscaler.resolved.meta(), output, kernel_source, upscaler.last_regions)
+    if degradation is not None:
+        info["seconds"] = round(info["seconds"] + degradation["seconds"], 3)
+    return Job(image, result, k, info, upscaler.resolved.meta(), output, kernel_source, upscaler.last_regions,
+               degradation)
 
 
 def side_paths(out: Path) -> dict[str, Path]:
@@ -85,6 +95,7 @@ def sidecar(job: Job, input_path, output_path, output_layout: tuple[str, int], f
         "tiling": {key: info.pop(key) for key in ("tiled", "tile", "tile_overlap", "tiles", "tile_grid",
                                                    "padded_to")},
         "kernel": kinfo,
+        "degradation": job.degradation,
         "files": files,
     }
     if (out_mode, out_depth) != (result.mode, result.bit_depth):

@@ -1,0 +1,84 @@
+"""The default model follows the photo: the degradation estimate routes each input.
+
+KXNet is blind to the kernel; :mod:`kxnet.degrade.estimate` makes kxnet blind to the rest of a
+photo's degradation as well — its JPEG history and its noise. A model trained on the paper's
+degradation sharpens JPEG blocks along with the edges, and a photo model trained on compressed
+inputs loses on clean ones (docs/photo.md), so neither serves every input. Routing gives each its
+model: inputs with a JPEG history go to the scale's photo model where one ships, every other
+input to the scale's default (the paper's model). ``--model`` still forces one model for all,
+and a user who knows better than the estimate says so with ``jpeg_quality`` (``--jpeg-quality``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..degrade.estimate import DegradationEstimate, estimate_degradation
+from ..io import Image
+from ..models.zoo import PHOTO_MODELS, default_model, read_manifest
+
+__all__ = ["JPEG_OVERRIDES", "Router", "estimate_for", "parse_jpeg_quality", "route"]
+
+JPEG_OVERRIDES = ("auto", "none")     # or a quality 1…100
+
+
+def route(scale: int, estimate: DegradationEstimate, entries: dict | None = None) -> str:
+    """The shipped name for an input of this estimate at ``scale``: the photo model of the
+    scale for an input with a JPEG history (where it ships), else the scale's default."""
+    entries = read_manifest() if entries is None else entries
+    photo = PHOTO_MODELS.get(scale)
+    if estimate.compressed and photo in entries:
+        return photo
+    return default_model(scale, entries=entries)
+
+
+def estimate_for(image: Image, jpeg_quality: str | int = "auto") -> DegradationEstimate:
+    """The estimate of ``image`` (from its file where it came from one), the JPEG history
+    replaced by ``jpeg_quality`` when it is not ``"auto"``: ``"none"`` (never compressed) or the
+    quality the user knows."""
+    estimate = estimate_degradation(image.rgb, image.path)
+    if jpeg_quality == "auto":
+        return estimate
+    quality = None if jpeg_quality == "none" else parse_jpeg_quality(jpeg_quality)
+    return DegradationEstimate(quality, "given" if quality is not None else None, estimate.chroma if quality else None,
+                               estimate.grid if quality else None, estimate.noise_sigma, estimate.seconds)
+
+
+def parse_jpeg_quality(text: str | int) -> str | int:
+    """``auto``, ``none`` or a quality 1…100 (what ``--jpeg-quality`` takes)."""
+    if str(text).lower() in JPEG_OVERRIDES:
+        return str(text).lower()
+    try:
+        quality = int(text)
+    except ValueError:
+        quality = 0
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be auto, none or 1…100, got {text!r}")
+    return quality
+
+
+class Router:
+    """Upscalers by input: ``make(name)`` builds the upscaler of a shipped name, once (``known``
+    holds those built already); ``forced``, an upscaler, serves every input (``--model``)."""
+
+    def __init__(self, scale: int, make: Callable[[str], object], forced=None, jpeg_quality="auto",
+                 known: dict | None = None):
+        self.scale = scale
+        self.make = make
+        self.forced = forced
+        self.jpeg_quality = parse_jpeg_quality(jpeg_quality)
+        self._upscalers: dict = dict(known or {})
+
+    def upscaler(self, name: str):
+        if name not in self._upscalers:
+            self._upscalers[name] = self.make(name)
+        return self._upscalers[name]
+
+    def pick(self, image: Image):
+        """(upscaler, estimate, why) for ``image``."""
+        estimate = estimate_for(image, self.jpeg_quality)
+        if self.forced is not None:
+            return self.forced, estimate, "given"
+        name = route(self.scale, estimate)
+        why = "JPEG history" if name == PHOTO_MODELS.get(self.scale) and estimate.compressed else "default"
+        return self.upscaler(name), estimate, why
