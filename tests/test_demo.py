@@ -241,3 +241,24 @@ def test_without_the_demo_extra_the_command_says_how_to_install_it(monkeypatch, 
     assert main(["demo"]) == 2
     err = capsys.readouterr().err
     assert err == "kxnet demo: error: the demo needs Gradio: pip install 'kxnet[demo]'\n"
+
+
+def test_auto_follows_the_photos_degradation_estimate(served, tmp_path):
+    from gradio_client import handle_file
+
+    from kxnet.models.zoo import PHOTO_MODELS, read_manifest
+
+    if PHOTO_MODELS[4] not in read_manifest():
+        pytest.skip("no shipped ×4 photo model")
+    _, client = served
+    jpeg = tmp_path / "q60.jpg"
+    Image.open(crop(tmp_path / "c.png", 32)).convert("RGB").save(jpeg, quality=60)
+    outs = {}
+    for photo in (jpeg, crop(tmp_path / "clean.png", 32)):
+        *_, summary, files = client.predict(handle_file(str(photo)), 4, "auto", regions="off", api_name="/run")
+        outs[photo.suffix] = (summary, json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text()))
+    summary, side = outs[".jpg"]
+    assert side["model"]["name"] == PHOTO_MODELS[4] and side["degradation"]["jpeg_quality"] == 60
+    assert "JPEG history of quality 60" in summary and "photo model ran" in summary
+    summary, side = outs[".png"]
+    assert side["model"]["name"] == "kxnet_x4.setting2" and "no JPEG history" in summary

@@ -76,6 +76,10 @@ def _scale_api_info() -> dict:
                                       "the model defaults to the scale's"}
 
 
+AUTO = "auto"
+AUTO_LABEL = "auto — the photo model for a JPEG history, else the paper's model"
+
+
 def _summary(out: Outcome) -> str:
     sc = out.sidecar
     k, tiling = sc["kernel"], sc["tiling"]
@@ -88,9 +92,15 @@ def _summary(out: Outcome) -> str:
     else:
         how = f"the kernel estimated on {_where(k.get('estimated_on'))}"
     tiles = f", {tiling['tiles']} tiles" if tiling["tiled"] else ""
+    d = sc.get("degradation")
+    seen = ""
+    if d:
+        seen = (f" The photo shows {'a JPEG history of quality ' + str(d['jpeg_quality']) if d['jpeg_quality'] else 'no JPEG history'}"
+                f" and noise of σ {d['noise_sigma']:.1f}"
+                + (", so the photo model ran." if d["model_chosen_by"] == "JPEG history" else "."))
     return (f"**{sc['output']['width']}×{sc['output']['height']}** from {sc['input']['width']}×"
             f"{sc['input']['height']} (×{sc['scale']}, {sc['model']['name']}) in **{sc['seconds']:.1f} s** "
-            f"on {sc['device']}{tiles}, with {how}.")
+            f"on {sc['device']}{tiles}, with {how}.{seen}")
 
 
 def _where(on) -> str:
@@ -115,15 +125,17 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
     from ..models.zoo import default_model, read_manifest
 
     entries = read_manifest()
-    choices = model_choices(entries)
+    # "auto": the photo's degradation estimate picks the scale's model (the photo model for a
+    # JPEG history, the paper's otherwise), as kxnet sr does without --model
+    choices = [(AUTO_LABEL, AUTO)] + model_choices(entries)
     scale_of = {name: e.config.get("scale") for name, e in entries.items()}
-    start = default_model(4) if default_model(4) in entries else (choices[0][1] if choices else None)
-    default_scale = scale_of.get(start) or 4
+    start = AUTO if entries else None
+    default_scale = 4
     mp = service.max_pixels / 1e6
 
-    def on_scale(scale):
+    def on_scale(scale, model):
         name = default_model(int(scale))
-        return gr.update(value=name) if name in entries else gr.update()
+        return gr.update(value=name) if model != AUTO and name in entries else gr.update()
 
     def on_model(name):
         return gr.update(value=scale_of[name]) if name in scale_of else gr.update()
@@ -145,7 +157,7 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                            print_exception=False)
         progress(0, desc="Loading the model and reading the photo")
         try:
-            out = service.run(photo, Path(photo).name, scale=scale, model=weights or model or None,
+            out = service.run(photo, Path(photo).name, scale=scale, model=weights or (None if model == AUTO else model),
                               kernel_path=kernel_file, kernel_name=Path(kernel_file).name if kernel_file else None,
                               regions=regions, progress=True)
         except DemoError as e:
@@ -174,7 +186,8 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                                  info="picks the default model of that scale")
                 scale.preprocess, scale.api_info = _scale_value, _scale_api_info
                 model = gr.Dropdown(choices, value=None, label="Model",
-                                    info="shipped weights, each with its PSNR on Set5 (its blur setting, no noise)")
+                                    info="auto follows the photo; or shipped weights, each with its PSNR on Set5 "
+                                         "(its blur setting, no noise)")
                 with gr.Accordion("More options", open=False):
                     weights = gr.Textbox(label="Weights file on this computer (instead of the list)",
                                          value="", placeholder="/path/to/model.safetensors", visible=allow_paths)
@@ -202,7 +215,7 @@ def build_app(service: DemoService, allow_paths: bool = True) -> gr.Blocks:
                                 file_count="multiple", interactive=False, elem_id="downloads")
 
         demo.load(lambda: start, None, model, api_name="show_default_model", api_visibility="private", queue=False)
-        scale.input(on_scale, scale, model, api_visibility="private", queue=False)
+        scale.input(on_scale, [scale, model], model, api_visibility="private", queue=False)
         model.input(on_model, model, scale, api_visibility="private", queue=False)
         go.click(run, [photo, scale, model, weights, kernel_file, regions],
                  [slider, kernel, fit, kernel_map, stages, summary, files], api_name="run", concurrency_limit=1)

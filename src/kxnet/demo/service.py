@@ -190,7 +190,7 @@ class DemoService:
         from ..inference.job import run_job, side_paths, write_job
         from ..inference.upscaler import MIN_INPUT_SIDE, REGION_MODES, Upscaler
         from ..io import ImageError, read_image
-        from ..models.zoo import default_model
+        from ..inference.routing import estimate_for, route_why
 
         if regions not in REGION_MODES:
             raise DemoError(f"regions must be one of {', '.join(REGION_MODES)}, got {regions!r}")
@@ -202,7 +202,10 @@ class DemoService:
         if img.width * img.height > self.max_pixels:    # a format whose header Pillow could not read
             self._too_large(name, img.width, img.height)
 
-        resolved = self.model(model or default_model(scale), scale)
+        # without a model chosen, the photo's degradation estimate chooses (inference.routing)
+        estimate = estimate_for(img)
+        chosen, why = (model, "given") if model else route_why(scale, estimate)
+        resolved = self.model(chosen, scale)
         kernel = None
         if kernel_path:
             kernel_name = kernel_name or Path(kernel_path).name
@@ -212,6 +215,7 @@ class DemoService:
             raise DemoError(f"a {resolved.arch.name} model takes no HR blur kernel: run it without a kernel file")
 
         job = run_job(up, img, kernel, keep_stages=True, kernel_source=kernel_name if kernel is not None else None)
+        job.degradation = {**estimate.to_dict(), "model_chosen_by": why}
         out = folder / f"{Path(name).stem or 'image'}_x{resolved.scale}.png"
         record = write_job(job, out, name, save_kernel=True, stages=True)
         side = side_paths(out)

@@ -17,7 +17,7 @@ from ..degrade.estimate import DegradationEstimate, estimate_degradation
 from ..io import Image
 from ..models.zoo import PHOTO_MODELS, default_model, read_manifest
 
-__all__ = ["JPEG_OVERRIDES", "Router", "estimate_for", "parse_jpeg_quality", "route"]
+__all__ = ["JPEG_OVERRIDES", "Router", "estimate_for", "parse_jpeg_quality", "route", "route_why"]
 
 JPEG_OVERRIDES = ("auto", "none")     # or a quality 1…100
 
@@ -25,11 +25,16 @@ JPEG_OVERRIDES = ("auto", "none")     # or a quality 1…100
 def route(scale: int, estimate: DegradationEstimate, entries: dict | None = None) -> str:
     """The shipped name for an input of this estimate at ``scale``: the photo model of the
     scale for an input with a JPEG history (where it ships), else the scale's default."""
+    return route_why(scale, estimate, entries)[0]
+
+
+def route_why(scale: int, estimate: DegradationEstimate, entries: dict | None = None) -> tuple[str, str]:
+    """:func:`route` and why, for the sidecar: ``"JPEG history"`` or ``"default"``."""
     entries = read_manifest() if entries is None else entries
     photo = PHOTO_MODELS.get(scale)
     if estimate.compressed and photo in entries:
-        return photo
-    return default_model(scale, entries=entries)
+        return photo, "JPEG history"
+    return default_model(scale, entries=entries), "default"
 
 
 def estimate_for(image: Image, jpeg_quality: str | int = "auto") -> DegradationEstimate:
@@ -79,6 +84,5 @@ class Router:
         estimate = estimate_for(image, self.jpeg_quality)
         if self.forced is not None:
             return self.forced, estimate, "given"
-        name = route(self.scale, estimate)
-        why = "JPEG history" if name == PHOTO_MODELS.get(self.scale) and estimate.compressed else "default"
+        name, why = route_why(self.scale, estimate)
         return self.upscaler(name), estimate, why
