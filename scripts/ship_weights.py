@@ -1,5 +1,5 @@
 """Put trained weights into the package: safetensors (fp16 or ``--int8``) + a manifest entry
-(kxnet.models.zoo: the typed entry and the shipping rule).
+(kxnet.models.zoo: the typed entry; kxnet.models.shipping: the shipping rule).
 
     python scripts/ship_weights.py RUN_DIR NAME [--weights FILE] --benchmark results.json [--hardware TEXT]
     python scripts/ship_weights.py --record NAME --benchmark set14/results.json b100/results.json
@@ -24,7 +24,8 @@ from pathlib import Path
 import yaml
 
 from kxnet.models import load_model
-from kxnet.models.zoo import WEIGHTS_DIR, cells_of_results, record_cells, ship
+from kxnet.models.shipping import ship
+from kxnet.models.zoo import WEIGHTS_DIR, cells_of_results, record_cells
 from kxnet.train import load_config
 from kxnet.train.checkpoint import list_checkpoints
 

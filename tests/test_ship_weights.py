@@ -1,4 +1,4 @@
-"""The shipping rule and the typed manifest (kxnet.models.zoo): weights are replaced only when
+"""The shipping rule (kxnet.models.shipping) and the typed manifest (kxnet.models.zoo): weights are replaced only when
 complete cells improve, the file never piles up, the manifest is read and written as entries."""
 
 import json
@@ -10,7 +10,7 @@ import yaml
 
 from conftest import perturbed_kxnet
 from kxnet.models import KXNetConfig, load_model, save_model
-from kxnet.models import zoo
+from kxnet.models import shipping, zoo
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def test_ship_replaces_only_when_cells_improve_and_record_merges(tmp_path):
     kw = dict(recipe=recipe, iterations=100, hardware="test CPU", training_data="none", manifest=manifest)
     model = perturbed_kxnet(2, 2)
     first = zoo.cells_of_results(_results(tmp_path / "r1.json", "m", {"Set5/setting2/x2/noise0": 30.0}), "m")
-    entry = zoo.ship(model, "kxnet_x2.test", cells=first, **kw)
+    entry = shipping.ship(model, "kxnet_x2.test", cells=first, **kw)
     assert entry.path == tmp_path / "kxnet_x2_test.safetensors" and entry.path.is_file()
     assert entry.reduced == ("reduced configuration: 2 stages instead of 19, LR patch 24 instead of 64, batch 8 "
                              "instead of 12, iterations 100 instead of 1,000,000")
@@ -57,11 +57,11 @@ def test_ship_replaces_only_when_cells_improve_and_record_merges(tmp_path):
         other = perturbed_kxnet(2, 2)
         next(other.parameters()).add_(1.0)
     with pytest.raises(ValueError, match="no complete benchmark cell improves"):
-        zoo.ship(other, "kxnet_x2.test", cells=worse, **kw)
+        shipping.ship(other, "kxnet_x2.test", cells=worse, **kw)
     assert zoo.read_manifest(manifest)["kxnet_x2.test"].sha256 == entry.sha256
     # better: replaced in place, the improved cell named
     better = zoo.cells_of_results(_results(tmp_path / "r3.json", "m", {"Set5/setting2/x2/noise0": 31.0}), "m")
-    new = zoo.ship(other, "kxnet_x2.test", cells=better, **kw)
+    new = shipping.ship(other, "kxnet_x2.test", cells=better, **kw)
     assert new.improved_cells == ["Set5/setting2/x2/noise0"] and new.sha256 != entry.sha256
     assert sorted(p.name for p in tmp_path.glob("*.safetensors")) == ["kxnet_x2_test.safetensors"]
     # record: cells measured on the shipped file join the entry, a re-measured one replaces the old
@@ -107,15 +107,15 @@ def test_same_tensors_knows_the_storage(tmp_path):
     half = save_model(model, tmp_path / "half.safetensors", storage="fp16")
     quarter = save_model(model, tmp_path / "int8.safetensors", storage="int8")
     # re-shipping what is shipped, in the same storage: nothing to write
-    assert zoo._same_tensors(half, load_model(half), "fp16") and zoo._same_tensors(quarter, load_model(quarter), "int8")
-    assert zoo._same_tensors(half, model, "fp16") and zoo._same_tensors(quarter, model, "int8")
+    assert shipping._same_tensors(half, load_model(half), "fp16") and shipping._same_tensors(quarter, load_model(quarter), "int8")
+    assert shipping._same_tensors(half, model, "fp16") and shipping._same_tensors(quarter, model, "int8")
     # another storage, or other weights: write
-    assert not zoo._same_tensors(half, model, "int8") and not zoo._same_tensors(quarter, model, "fp16")
+    assert not shipping._same_tensors(half, model, "int8") and not shipping._same_tensors(quarter, model, "fp16")
     changed = load_model(half)
     with torch.no_grad():
         next(changed.parameters()).add_(0.5)
-    assert not zoo._same_tensors(half, changed, "fp16")
-    assert not zoo._same_tensors(tmp_path / "none.safetensors", model, "fp16")
+    assert not shipping._same_tensors(half, changed, "fp16")
+    assert not shipping._same_tensors(tmp_path / "none.safetensors", model, "fp16")
 
 
 def _entry(name, cells):

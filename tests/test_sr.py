@@ -11,12 +11,11 @@ from PIL import Image as PILImage
 import kxnet
 from kxnet.inference.upscaler import (
     Upscaler,
-    blend_ramp,
     kernel_parameters,
     load_kernel,
     prepare_kernel,
-    tile_starts,
 )
+from kxnet.inference.tiling import blend_ramp, tile_starts
 from kxnet.io import Image, to_tensor, write_image
 from kxnet.kernels import anisotropic_gaussian, isotropic_gaussian
 from kxnet.models import ModelLoadError

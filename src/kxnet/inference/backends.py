@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+# by module: the CPU's flags and the extra's presence are read when asked (tests patch them there)
+from .. import hardware
+from . import openvino
+
 __all__ = ["BACKENDS", "Backend", "choose", "openvino_bf16_possible"]
 
 BACKENDS = ("auto", "torch", "openvino")
@@ -36,8 +40,6 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
     """The backend for ``resolved`` (a :class:`~kxnet.models.ResolvedModel`) on ``device``.
     OpenVINO runs ``threads`` threads, by default PyTorch's count (``OMP_NUM_THREADS``; one per
     process under ``torchrun``), so that both engines fill the same cores."""
-    from .openvino import openvino_available
-
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "openvino":
@@ -45,7 +47,7 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
         if not (on_cpu and resolved.arch.exportable):
             raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else 'KXNet models'} only "
                              f"({resolved.arch.name} on {device})")
-        if not openvino_available():
+        if not openvino.openvino_available():
             raise ValueError("the OpenVINO backend needs the extra: pip install 'kxnet[openvino]'")
         return _openvino(resolved, "auto", threads)
     if backend == "auto" and openvino_bf16_possible(resolved, device):
@@ -57,16 +59,11 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
 def openvino_bf16_possible(resolved, device: torch.device | str = "cpu") -> bool:
     """Whether ``auto`` can take OpenVINO in bf16 for ``resolved`` on ``device``: the CPU, a
     model with a static-shape export, bf16 arithmetic and the ``openvino`` extra."""
-    from ..hardware import cpu_has_bf16
-    from .openvino import openvino_available
-
-    return (torch.device(device).type == "cpu" and resolved.arch.exportable and cpu_has_bf16()
-            and openvino_available())
+    return (torch.device(device).type == "cpu" and resolved.arch.exportable and hardware.cpu_has_bf16()
+            and openvino.openvino_available())
 
 
 def _openvino(resolved, precision: str, threads: int | None) -> Backend:
-    from .openvino import OpenVINORunner
-
     threads = torch.get_num_threads() if threads is None else threads
-    runner = OpenVINORunner(resolved.model, precision=precision, threads=threads, snap=SNAP)
+    runner = openvino.OpenVINORunner(resolved.model, precision=precision, threads=threads, snap=SNAP)
     return Backend(runner, "openvino", runner.precision)

@@ -36,7 +36,9 @@ from ..io import atomic_write_bytes, atomic_write_json, from_tensor, list_images
 from ..kernels import initial_kernel, isotropic_gaussian
 from ..metrics import image_metrics, kernel_l1
 from ..models import ResolvedModel, create_model, resolve
+from ..models.loading import weights_fingerprint
 from ..models.zoo import fast_backend_close
+from .backends import choose, openvino_bf16_possible
 from .evaluate import EvalResult, evaluate
 from .paper import paper_value
 
@@ -103,15 +105,6 @@ def _files_tag(paths: list[Path]) -> str:
     return h.hexdigest()[:8]
 
 
-def weights_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 (16 hex digits) of the architecture, its config and every tensor's bytes."""
-    h = hashlib.sha256(json.dumps([type(model).__name__, model.config.to_dict()], sort_keys=True).encode())
-    for key, t in model.state_dict().items():
-        h.update(key.encode())
-        h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _slug(name: str) -> str:
     """A file-name part for a model name or weights path (``runs/x/best.safetensors`` → ``best``)."""
     base = Path(name).name
@@ -153,7 +146,6 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     (:func:`fast_backend_allowed` says when ``auto`` may take OpenVINO); cells of another
     backend than PyTorch are cached apart and say which ran them."""
     from ..parallel import Group
-    from .backends import choose
 
     group = group or Group(device)
     model = resolve(model, device=device)
@@ -219,7 +211,6 @@ def fast_backend_allowed(model: ResolvedModel, device: torch.device | str = "cpu
     ``FAST_BACKEND_COST_DB`` (:func:`~kxnet.models.zoo.fast_backend_close` of its
     ``notes["fast_backend_cost_db"]``, cell → Δ dB), where ``auto`` would choose OpenVINO in bf16
     on ``device``."""
-    from .backends import openvino_bf16_possible
 
     costs = model.entry.notes.get("fast_backend_cost_db") if model.entry is not None else None
     return fast_backend_close(costs) and openvino_bf16_possible(model, device)

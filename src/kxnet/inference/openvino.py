@@ -51,8 +51,8 @@ from ..hardware import BF16_FLAGS, hidden_flags
 from ..export import ExportableKXNet, NonBlindExportableKXNet
 from ..io.atomic import atomic_write_bytes
 from ..models.kxnet import KXNet
+from ..models.loading import weights_fingerprint
 from ..models.output import SROutput
-from .benchmark import weights_fingerprint
 
 __all__ = ["PRECISIONS", "OpenVINORunner", "openvino_available", "default_cache_dir", "clear_memory_cache"]
 

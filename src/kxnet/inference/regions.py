@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .tiling import tile_starts
+
 __all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "kernel_spread", "probe_cells", "probe_spread",
            "region_starts", "uniform_spread"]
 
@@ -82,8 +84,6 @@ def kernel_spread(finals: torch.Tensor) -> float:
 
 def region_starts(length: int, size: int) -> list[int]:
     """Starts of crops of ``size`` covering ``[0, length)`` at a stride of at most half a crop."""
-    from .upscaler import tile_starts
-
     return tile_starts(length, size, size - max(1, size // 2)) if length > size else [0]
 
 

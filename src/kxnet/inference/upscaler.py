@@ -31,7 +31,8 @@ own kernel (and, near tile edges, different images), so tiles would disagree. In
 Tiles (``tile`` LR pixels square, the last ones shifted to end on the border) overlap their
 neighbours by at least ``tile_overlap`` LR pixels, spread evenly. In each overlap band the two
 tiles' outputs are cross-faded with complementary raised-cosine ramps (weights sum to one), so
-there is no seam: the pixels a tile computes nearest its cut edge get the least weight.
+there is no seam: the pixels a tile computes nearest its cut edge get the least weight
+(:mod:`kxnet.inference.tiling`).
 
 Defaults (:data:`DEFAULT_TILE` = 256, :data:`DEFAULT_OVERLAP` = 32 LR pixels) keep a ×4 run of
 the paper-sized model on a 1000×1000 LR image on CPU within a few GB (docs/speed.md, "Memory").
@@ -39,7 +40,6 @@ the paper-sized model on a 1000×1000 LR image on CPU within a few GB (docs/spee
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,7 @@ from ..physics import bicubic_upsample
 from .backends import choose
 from .regions import (DEFAULT_REGION, RegionKernels, kernel_spread, probe_cells, probe_spread, region_starts,
                       uniform_spread)
+from .tiling import _window_weights, tile_starts
 
 __all__ = [
     "DEFAULT_TILE",
@@ -64,8 +65,6 @@ __all__ = [
     "PRECISIONS",
     "Upscaler",
     "resolve_device",
-    "tile_starts",
-    "blend_ramp",
     "prepare_kernel",
     "load_kernel",
     "kernel_parameters",
@@ -90,38 +89,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked but CUDA is not available on this machine")
     return dev
-
-
-# ------------------------------------------------------------------------------- tiles
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of windows of size ``tile`` covering ``[0, length)``, evenly spread so
-    that neighbours overlap by at least ``overlap``; one window if ``length <= tile``."""
-    if length <= tile:
-        return [0]
-    n = math.ceil((length - overlap) / (tile - overlap))
-    return [(i * (length - tile)) // (n - 1) for i in range(n)]
-
-
-def blend_ramp(n: int) -> np.ndarray:
-    """Rising raised-cosine weights for an overlap band of ``n`` pixels; ``r + r[::-1] == 1``."""
-    t = (np.arange(n, dtype=np.float64) + 0.5) / n
-    return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
-
-
-def _window_weights(starts: list[int], size: int, i: int, length: int, scale: int) -> np.ndarray:
-    """1-D HR weights of window ``i``: one inside, ramps where it overlaps a neighbour."""
-    a = starts[i]
-    b = min(a + size, length)
-    w = np.ones((b - a) * scale, np.float32)
-    if i > 0:
-        n = (starts[i - 1] + size - a) * scale          # band shared with the previous window
-        w[:n] *= blend_ramp(n)
-    if i + 1 < len(starts):
-        n = (b - starts[i + 1]) * scale                 # band shared with the next window
-        w[-n:] *= blend_ramp(n)[::-1]
-    return w
 
 
 # ------------------------------------------------------------------------------ kernels

@@ -21,6 +21,7 @@ from .registry import (
 )
 from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetLoss, KXNetOutput, grow_stages, with_estimator
+from . import kxnet_arch  # noqa: F401  (KXNet's descriptor: beside the network and its fused path)
 from .bicubic import Bicubic, BicubicConfig
 from .dan import DAN, DANConfig, DANLoss
 from .dcls import DCLS, DCLSConfig, DCLSLoss

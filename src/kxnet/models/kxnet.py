@@ -27,7 +27,7 @@ from ..kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size, setti
 from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
 from .output import SROutput
 from .config import MethodConfig
-from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
+from .registry import count_indexed, register_scale_variants
 
 __all__ = [
     "MODES",
@@ -420,20 +420,3 @@ class KXNetLoss:
     kernel_weight: float = 0.1
     kernel_weight_last: float = 1.0
     monotone_weight: float = 0.0
-
-
-def _optimize(model: KXNet) -> nn.Module:
-    from .fast import optimize
-
-    return optimize(model)
-
-
-register_architecture(Architecture(
-    name="kxnet", model_class=KXNet, config_class=KXNetConfig,
-    detect=_is_kxnet_state, infer_config=_infer_kxnet_config,
-    # unused in forward, so freshly initialised values are exact (kernel_map0 is the initial bank)
-    optional_keys=frozenset({"kernel_map0", "eta_stage"}),
-    summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
-                      + (", K⁰ from a KENet" if c.estimator else ""),
-    optimize=_optimize, loss=KXNetLoss, label="KXNet", regional=True, exportable=True,
-))

@@ -10,6 +10,7 @@ with one clear :class:`ModelLoadError` instead of producing garbage later.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -21,9 +22,10 @@ from safetensors.torch import save_file
 
 from ..io import atomic_path, file_sha256
 from .registry import Architecture, architecture, architecture_of, architectures, detect_architecture
+from .zoo import read_manifest
 
 __all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "load_weights_into",
-           "convert_checkpoint", "resolve_weights", "locate_weights"]
+           "convert_checkpoint", "resolve_weights", "locate_weights", "weights_fingerprint"]
 
 FORMAT = "kxnet"
 _CHECKPOINT_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors"}
@@ -116,13 +118,22 @@ def _dequantize_int8(state: dict[str, torch.Tensor], path: Path) -> dict[str, to
     return out
 
 
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of the architecture, its config and every tensor's bytes: the
+    same weights give the same fingerprint whatever file or name they came from (the benchmark's
+    cache of cells and OpenVINO's cache of compiled graphs are keyed by it)."""
+    h = hashlib.sha256(json.dumps([type(model).__name__, model.config.to_dict()], sort_keys=True).encode())
+    for key, t in model.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------------- reading
 
 def resolve_weights(name: str) -> Path:
     """The file of a shipped weights entry (:mod:`~kxnet.models.zoo`), its SHA-256 checked so
     a corrupted install fails here."""
-    from .zoo import read_manifest
-
     entries = read_manifest()
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none (no weights are installed)"

@@ -3,7 +3,7 @@
 Like timm's pretrained configs, every shipped file is described by a :class:`WeightsEntry`
 (which architecture and config, its SHA-256, how it was trained, every benchmark cell it was
 measured on). The manifest is read, checked and written only here — by the loader, by
-``kxnet models`` and by the shipping rule (:func:`ship`), which replaces a file only when the
+``kxnet models`` and by the shipping rule (:func:`kxnet.models.shipping.ship`), which replaces a file only when the
 complete benchmark cells it shares with the shipped one improve (docs/model-zoo.md).
 """
 
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
-import torch.nn as nn
 
-from ..io import atomic_write_json, file_sha256
+from ..io import atomic_write_json
 
 __all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "fast_backend_close",
            "grown_note", "improved_cells", "model_zoo_markdown", "photo_default_shortfalls", "read_manifest",
-           "record_cells", "reduced_note", "ship", "write_manifest"]
+           "record_cells", "reduced_note", "write_manifest"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -236,68 +234,6 @@ def grown_note(recipe: dict, config) -> str | None:
     added = f"stage {stages} is a copy" if stages == trained + 1 else f"stages {trained + 1}–{stages} are copies"
     return (f"trained with {trained} stages; {added} of stage {trained} added after training "
             f"(kxnet convert --stages {stages}), untrained")
-
-
-def _same_tensors(path: Path, model: nn.Module, storage: str) -> bool:
-    """Whether ``path`` already holds ``model`` as ``storage`` keeps it, compared after a round
-    trip through ``save_model`` (the one place that rounds): re-shipping the same weights must
-    not add a new blob to git."""
-    import torch
-
-    from .loading import load_model, save_model
-
-    if not path.is_file():
-        return False
-    with tempfile.TemporaryDirectory() as tmp:
-        stored = load_model(save_model(model, Path(tmp) / "w.safetensors", storage=storage)).state_dict()
-    shipped = load_model(path).state_dict()
-    return shipped.keys() == stored.keys() and all(torch.equal(shipped[k], v) for k, v in stored.items())
-
-
-_STORAGE_TEXT = {"fp32": "safetensors, float32",
-                 "fp16": "safetensors, float16 (loaded as float32)",
-                 "int8": "safetensors, int8 convolution weights (a float32 scale per output channel), the rest "
-                         "float16 (loaded as float32)"}
-
-
-def ship(model: nn.Module, name: str, *, recipe: dict, iterations: int, cells: dict, hardware: str,
-         training_data: str, storage: str = "fp16", training_hours: float | None = None, notes: dict | None = None,
-         force: bool = False, manifest: str | os.PathLike | None = None) -> WeightsEntry:
-    """Put ``model`` into the package as ``name``: its file replaced (never a second version
-    beside it) and its manifest entry rewritten — only if :func:`improved_cells` says the
-    complete cells it shares with the shipped entry improve (or ``force``). Raises
-    ``ValueError`` when they do not."""
-    from .loading import save_model
-    from .registry import architecture_of
-
-    manifest = Path(MANIFEST if manifest is None else manifest)
-    folder = manifest.parent
-    entries = read_manifest(manifest)
-    old = entries.get(name)
-    better = improved_cells(cells, old.benchmarks if old else {})
-    if old is not None and not better and not force:
-        raise ValueError(f"{name}: no complete benchmark cell improves on the shipped weights; not replaced")
-    file_name = name.replace(".", "_") + ".safetensors"
-    target = folder / file_name
-    folder.mkdir(parents=True, exist_ok=True)
-    if not _same_tensors(target, model, storage):
-        save_model(model, target, storage=storage, extra_metadata={"name": name, "iterations": iterations})
-    config = model.config
-    notes = dict(notes or {})
-    grown = grown_note(recipe, config)
-    if grown:
-        notes["grown"] = grown
-    entry = WeightsEntry(
-        name=name, folder=folder, file=file_name, sha256=file_sha256(target), bytes=target.stat().st_size,
-        arch=architecture_of(model).name, config=config.to_dict(), parameters=sum(p.numel() for p in model.parameters()),
-        storage=_STORAGE_TEXT[storage], iterations=iterations, hardware=hardware, training_data=training_data,
-        recipe={k: recipe.get(k) for k in ("model", "data", "train")}, training_hours=training_hours,
-        reduced=reduced_note(recipe, config, iterations), benchmarks=cells, improved_cells=better, notes=notes)
-    if old is not None and old.file != file_name:
-        (folder / old.file).unlink(missing_ok=True)
-    entries[name] = entry
-    write_manifest(entries, manifest)
-    return entry
 
 
 def record_cells(name: str, cells: dict, manifest: str | os.PathLike | None = None) -> WeightsEntry:
