@@ -2,9 +2,9 @@
 (kxnet.train.curves).
 
     python scripts/learning_curves.py runs/x4_cont --label "×4 continued" \\
-        --anchor runs/x4_cont=960:2148 --out docs/study/main_runs
-    python scripts/learning_curves.py runs/w1_x4+runs/w2_x4 --clock wall --out docs/study/gpu_windows
-    python scripts/learning_curves.py runs/cpu_photo_x4 --extra 0 --out docs/study/photo_clean
+        --anchor runs/x4_cont=960:2148 --out docs/history/study/main_runs
+    python scripts/learning_curves.py runs/w1_x4+runs/w2_x4 --clock wall --out docs/history/study/gpu_windows
+    python scripts/learning_curves.py runs/cpu_photo_x4 --extra 0 --out docs/history/study/photo_clean
 
 Writes ``<out>.md`` (CPU-hours, PSNR first → last, best, slope over the last third in dB per
 CPU-hour, kernel error) and ``<out>.png``. ``--extra SPEC`` plots one of the runs' ``val.extra``
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--label", nargs="*", default=None)
     ap.add_argument("--anchor", nargs="*", default=[], metavar="RUN=STEP:CPU_SECONDS")
     ap.add_argument("--extra", default=None, metavar="SPEC", help="a val.extra degradation instead of the main set")
-    ap.add_argument("--out", default="docs/study/main_runs")
+    ap.add_argument("--out", default="docs/history/study/main_runs")
     args = ap.parse_args()
     anchors = {}
     for item in args.anchor:

@@ -164,7 +164,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--nice", type=int, default=19)
     ap.add_argument("--extra", nargs="*", default=[], metavar="NAME=metrics.jsonl")
-    ap.add_argument("--report-dir", default="docs/study")
+    ap.add_argument("--report-dir", default="docs/history/study")
     args = ap.parse_args()
     run(args) if args.action == "run" else report(args)
 

@@ -2,7 +2,7 @@
 
     python scripts/pack_photos.py ../shared/data/train --out gpu_carry/train --skip t91 --crop wallpapers=512
 
-The GPU windows of docs/study.md trained on this with the wallpapers cropped to 640 (34.4 MiB);
+The GPU windows of docs/history/study.md trained on this with the wallpapers cropped to 640 (34.4 MiB);
 512 (32.1 MiB) keeps a margin now that the tracked tree is 27.9 MiB. JPEGs are copied as they are,
 other images written as lossless WebP (checked pixel for pixel); ``--crop NAME=SIDE`` keeps only
 the central SIDE×SIDE of that folder's images; ``--skip NAME`` leaves a folder out. The folder is

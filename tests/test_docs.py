@@ -24,8 +24,16 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert pages <= linked | via, f"not reachable from the README: {sorted(pages - linked - via)}"
 
 
+def test_history_pages_are_linked_from_the_readme():
+    """docs/history/ holds the lab notebook (how the weights came to be), apart from the user docs."""
+    readme = (REPO / "README.md").read_text()
+    pages = {p.name for p in (DOCS / "history").glob("*.md")}
+    assert pages, "docs/history/ is empty"
+    assert pages <= set(re.findall(r"\(docs/history/([\w.-]+\.md)", readme))
+
+
 def test_links_between_pages_resolve():
-    for page in [REPO / "README.md", *DOCS.glob("*.md")]:
+    for page in [REPO / "README.md", *DOCS.glob("*.md"), *DOCS.glob("history/*.md"), REPO / "benchmarks" / "README.md"]:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             if target.startswith("http"):
                 continue

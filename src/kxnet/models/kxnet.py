@@ -73,7 +73,7 @@ class KXNetConfig(MethodConfig):
     ``estimator`` is an extension too: ``None`` (the release) starts every image from the
     fixed K⁰; a dict of :class:`~kxnet.models.kenet.KENetConfig` fields (``channels``, ``fc``)
     adds a KENet that reads the LR image and gives K⁰ per image, for the scales where the
-    K-steps' data term alone does not find the kernel (×4: docs/study.md).
+    K-steps' data term alone does not find the kernel (×4: docs/history/study.md).
     """
 
     stages: int = 19
@@ -334,7 +334,7 @@ def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False
 
     ``pass_kernel`` makes every K-step hand on the kernel it is given (its data step γ and its
     prox net's last convolution zeroed, so the prox is the identity up to the projection): K-nets
-    trained from the fixed K⁰ can learn to map any K⁰ to one kernel (docs/study.md), which would
+    trained from the fixed K⁰ can learn to map any K⁰ to one kernel (docs/history/study.md), which would
     throw the estimate away before any X-step sees it. Training then starts from the estimate."""
     if not isinstance(model, KXNet) or not isinstance(estimator, _kenet_class()):
         raise ValueError(f"needs KXNet and KENet weights, got a {type(model).__name__} and a "

@@ -283,7 +283,7 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
            "in step). Every figure is a complete set — every image × the setting's 8 kernels — measured with "
            "`kxnet benchmark` on the stored file ([protocol.md](protocol.md), [benchmark.md](benchmark.md)); "
            "σn is the white-noise level, other conditions are degradations beyond the paper "
-           "([photo.md](photo.md)). How each file came to be is in [study.md](study.md).", ""]
+           "([photo.md](photo.md)). How each file came to be is in [history/study.md](history/study.md).", ""]
     for name in sorted(entries):
         e = entries[name]
         c = e.config
