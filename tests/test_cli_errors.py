@@ -61,6 +61,7 @@ CASES = {
     "unknown-command": (["upscale", "{good}"], "upscale"),
     "eval-missing-data": (["eval"], "--data"),
     "benchmark-unknown-option": (["benchmark", "--frobnicate"], "--frobnicate"),
+    "benchmark-missing-data": (["benchmark", "--models", "{model}"], "--data"),
     "train-unknown-option": (["train", "--frobnicate"], "--frobnicate"),
     "convert-missing-output": (["convert", "{model}"], "--output"),
     "export-bad-size": (["export", "--size", "64", "x"], "--size"),

@@ -223,6 +223,24 @@ def test_bad_configs_fail_with_one_line(tmp_path, text, fragment):
     assert fragment in msg and "\n" not in msg and str(path) in msg
 
 
+def test_a_recipe_names_its_images(tmp_path):
+    """No folder is assumed (the package has no default data): a recipe that names no images
+    loads — overrides may complete it — but training it fails at once, in one line saying what
+    to give, before any model or run folder is made."""
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {name: kxnet, scale: 2, stages: 2}\n")
+    out = f"out={tmp_path / 'runs'}"
+    cfg = load_config(path, [out])
+    assert cfg.data.hr_dirs == [] and cfg.val.hr_dir is None and cfg.val.set_dir is None
+    with pytest.raises(ConfigError, match=r"^r: data\.hr_dirs: the recipe names no training images"):
+        Trainer(cfg, progress=False)
+    with pytest.raises(ConfigError, match=r"val\.hr_dir: .* names no validation images.*val\.every=0"):
+        Trainer(load_config(path, [out, "data.hr_dirs=[photos]"]), progress=False)
+    for ok in (["val.every=0"], ["val.hr_dir=Set5"], ["val.set_dir=sets/Set5_s2_x2"]):
+        load_config(path, ["data.hr_dirs=[photos]", *ok]).require_data()
+    assert not (tmp_path / "runs").exists()
+
+
 def test_overrides(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("train: {iterations: 10, lr: 2e-4}\n")   # "2e-4" is a string to PyYAML: accepted

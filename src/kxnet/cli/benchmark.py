@@ -16,8 +16,8 @@ def add_parser(sub):
                                    "(torchrun --nproc_per_node=2 -m kxnet benchmark … fills a 2-core CPU).")
     p.add_argument("--models", nargs="+", default=None,
                    help="shipped model names or weights files (default: every shipped model)")
-    p.add_argument("--data", default=str(Path("..") / "shared" / "data" / "benchmarks"),
-                   help="folder holding Set5/, Set14/, B100/ HR images")
+    p.add_argument("--data", metavar="DIR",
+                   help="folder holding Set5/, Set14/, B100/ HR images (the test sets do not ship with the package)")
     p.add_argument("--sets", nargs="+", default=None, help="only these sets (default Set5 Set14 B100)")
     p.add_argument("--max-images", nargs="*", default=[], metavar="SET=N",
                    help="evaluate only the first N images of a set, e.g. B100=20 (reported as such)")
@@ -77,6 +77,9 @@ def run(args) -> int:
     from ..models.zoo import read_manifest
     from ..parallel import Group
 
+    if not args.data:       # checked here, not by argparse, so that a bad option is still the error named
+        raise ValueError("--data: give the folder holding Set5/, Set14/, B100/ HR images "
+                         "(the test sets do not ship with the package)")
     names = args.models or sorted(read_manifest())
     if not names:
         raise ValueError("no shipped models are installed; pass --models PATH")

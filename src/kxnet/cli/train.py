@@ -9,7 +9,7 @@ def add_parser(sub):
     p = sub.add_parser(
         "train", help="train KXNet from a recipe (configs/*.yaml); resume a run; works under torchrun",
         description="Train from a YAML recipe. Override any key with dotted key=value pairs, e.g. "
-                    "train.iterations=200 'data.hr_dirs=[../shared/data/train]' val.every=0. "
+                    "train.iterations=200 'data.hr_dirs=[photos/train]' val.hr_dir=photos/Set5. A recipe names its images (data.hr_dirs; val.hr_dir or val.set_dir unless val.every=0): there is no default folder. "
                     "Multi-GPU: torchrun --nproc_per_node=N -m kxnet train RECIPE.")
     p.add_argument("config", nargs="?", help="recipe YAML (optional with --resume: the run's config.yaml is used)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")

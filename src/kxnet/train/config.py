@@ -88,7 +88,7 @@ class ModelConfig:
 class DataConfig:
     """HR folders and the on-the-fly degradation (docs/protocol.md, "Test sets", training batches)."""
 
-    hr_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    hr_dirs: list[str] = field(default_factory=list)   # the recipe names them (no default folder)
     recursive: bool = True
     lr_patch: int = 64              # LR crop side; the HR crop is lr_patch·scale
     small_images: str = "pad"       # images smaller than the HR crop: "pad" (mirror, if ≥ half the crop) or "skip"
@@ -143,7 +143,7 @@ class TrainConfig:
 
 @dataclass
 class ValConfig:
-    hr_dir: str | None = "../shared/data/benchmarks/Set5"
+    hr_dir: str | None = None       # HR images to validate on; the recipe names them (or set_dir)
     set_dir: str | None = None      # a `kxnet synth` set; default: built from hr_dir into the run folder
     every: int = 5000               # 0 = no validation
     noise: float = 0.0
@@ -199,6 +199,22 @@ class Config:
                        train=replace(self.train, init_weights=absolute(self.train.init_weights)),
                        run_dir=str(self.resolved_run_dir().expanduser().resolve()), out=absolute(self.out))
 
+    def require_data(self, source: str | None = None) -> "Config":
+        """Check that the recipe names its images, which have no default: ``data.hr_dirs`` (the
+        training photos) and, where it validates, ``val.hr_dir`` or ``val.set_dir``. A training
+        run calls it; loading a recipe does not, so a partial recipe completed by overrides loads."""
+        source = source or self.name or "config"
+        if not self.data.hr_dirs:
+            raise ConfigError(f"{source}: data.hr_dirs: the recipe names no training images; give one or more "
+                              f"folders of HR images (data.hr_dirs: [FOLDER, …], or 'data.hr_dirs=[FOLDER]' on the "
+                              f"command line)")
+        v = self.val
+        if (v.every or v.at_start) and not (v.hr_dir or v.set_dir):
+            raise ConfigError(f"{source}: val.hr_dir: the recipe validates (val.every, val.at_start) but names no "
+                              f"validation images; give val.hr_dir (a folder of HR images, e.g. Set5) or val.set_dir "
+                              f"(a `kxnet synth` set), or val.every=0 to train without validation")
+        return self
+
     def validate(self, source: str = "config") -> "Config":
         """Check values that types alone cannot; raises :class:`ConfigError`."""
         def fail(key: str, msg: str):
@@ -206,8 +222,6 @@ class Config:
 
         m, d, t, v, c = self.model, self.data, self.train, self.val, self.checkpoint
         _check_model(fail, m)
-        if not d.hr_dirs:
-            fail("data.hr_dirs", "needs at least one folder of HR images")
         _positive(fail, "data.lr_patch", d.lr_patch, minimum=4)
         if d.small_images not in SMALL_IMAGE_POLICIES:
             fail("data.small_images", f"must be one of {SMALL_IMAGE_POLICIES}, got {d.small_images!r}")

@@ -56,6 +56,7 @@ class Trainer:
     """
 
     def __init__(self, config: Config, *, resume: str | os.PathLike | None = None, progress: bool = True):
+        config.require_data()           # the recipe names its images: nothing is assumed
         self.runtime = self.log = self._state_path = None
         self.is_main = True
         self.stop = StopSignals(self._say)
