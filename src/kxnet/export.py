@@ -2,7 +2,7 @@
 
 ONNX wants static shapes where KXNet uses data as convolution weights (the per-image blur
 kernel in ``D_K`` / ``Dᵀ_K``, the residual in the kernel gradient). :class:`ExportableKXNet`
-is therefore the blind forward of :class:`~kxnet.models.KXNet` (KXNET.md §3) rewritten for a
+is therefore the blind forward of :class:`~kxnet.models.KXNet` (docs/kxnet.md, "The network") rewritten for a
 fixed LR size with every shape a Python constant, using the same arithmetic as the fast
 path: fused strided blur, the patch-free kernel gradient (one dilated convolution), ``Dᵀ``
 by output phases with the normaliser as one extra channel, and prox nets with the 0.1
