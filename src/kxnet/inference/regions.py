@@ -44,10 +44,13 @@ SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
 _UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 
 
-# The probes' spread below which the grid is not completed, per scale: below the smallest probe
-# spread of an unevenly blurred scene, so every such scene still reaches the grid's decision
-# (benchmarks/region_spreads.py --probes; docs/photo.md).
-_PROBE_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
+# The probes' spread below which the grid is not completed, per scale (benchmarks/region_spreads.py,
+# docs/photo.md). ×4: uniformly blurred photos' two-probe spreads reach 0.243 and unevenly blurred
+# scenes' fall to 0.172 (lenna's ramp, whose regions gain least), so no value separates them; at
+# 0.20 a few uniform photos still pay for the grid and the ramp scenes below it keep one kernel
+# (the region table moves by less than its +0.028 dB ramp gain). ×2 and ×3 are provisional, below
+# their grid thresholds, until their probe spreads are measured.
+_PROBE_SPREAD = {2: 0.36, 3: 0.29, 4: 0.20}
 PROBE_AREA_SHARE = 0.10     # of the photo's area, what the probe crops may cost at most (≥ 2 crops)
 _PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # far corners first: each pair spans both axes
 

@@ -1,0 +1,95 @@
+"""What `--regions auto` (the default) costs on photos blurred uniformly: the whole `kxnet sr`
+command with auto against `--regions off`, side by side, and whether the outputs are the same.
+
+    python benchmarks/regions_cost.py                       # 256² and 600×400 LR, ×2 and ×4
+    python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --repeats 3
+
+The photo: the centre of a training wallpaper (upsampled where it is smaller than the HR size
+asked for), blurred uniformly with one setting-2 benchmark kernel and decimated, noise-free.
+Each run is a fresh `kxnet sr --backend torch` process with OMP_NUM_THREADS=1; auto and off
+alternate, the median of ``--repeats`` is printed with the ratio, the sidecar's account of the
+decision (probes, their spread, whether the grid was completed) and whether the two PNGs are
+identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "wallpapers"
+
+
+def _sr(image: Path, out: Path, scale: int, regions: str) -> float:
+    cmd = [sys.executable, "-m", "kxnet", "sr", str(image), "-o", str(out), "--scale", str(scale), "--regions", regions,
+           "--backend", "torch", "--overwrite", "--quiet"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def _photo(path: Path, scale: int, width: int, height: int, kernel_index: int, out: Path) -> None:
+    from kxnet.degrade import degrade
+    from kxnet.degrade.testsets import load_hr
+    from kxnet.io import from_tensor, to_uint8, write_image
+    from kxnet.kernels import benchmark_kernels
+
+    hr = load_hr(path, 1)
+    need = max(scale * height / hr.shape[1], scale * width / hr.shape[2])
+    if need > 1:
+        hr = torch.nn.functional.interpolate(hr[None], scale_factor=need * 1.01, mode="bicubic")[0].clamp(0, 1)
+    top, left = (hr.shape[1] - scale * height) // 2, (hr.shape[2] - scale * width) // 2
+    hr = hr[:, top:top + scale * height, left:left + scale * width]
+    k = torch.as_tensor(benchmark_kernels(2, scale)[kernel_index].kernel, dtype=torch.float32)
+    write_image(out, to_uint8(from_tensor(degrade(hr.contiguous(), k, scale))))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", nargs="+", default=["256x256", "600x400"], help="LR WIDTHxHEIGHT")
+    ap.add_argument("--scales", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--photo", type=Path, default=DATA / "lomiri16_picosdeeuropa_by_Aitzol_Berasategi.png")
+    ap.add_argument("--kernel", type=int, default=4, help="index of the setting-2 benchmark kernel")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    from kxnet.hardware import cpu_name
+
+    print(f"{cpu_name()}; torch {torch.__version__}; one thread; load {os.getloadavg()}")
+    print("| LR | scale | auto s | off s | auto / off | decided on | probe spread | same PNG |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            w, h = map(int, size.split("x"))
+            for s in args.scales:
+                image = Path(tmp) / f"photo_{size}_x{s}.png"
+                _photo(args.photo, s, w, h, args.kernel, image)
+                times = {"auto": [], "off": []}
+                for r in range(args.repeats):
+                    for mode in (("auto", "off") if r % 2 == 0 else ("off", "auto")):
+                        times[mode].append(_sr(image, Path(tmp) / mode, s, mode))
+                a, o = (statistics.median(times[m]) for m in ("auto", "off"))
+                outs = {m: np.asarray(__import__("PIL.Image").Image.open(Path(tmp) / m / f"{image.stem}_x{s}.png"))
+                        for m in ("auto", "off")}
+                regions = json.loads((Path(tmp) / "auto" / f"{image.stem}_x{s}.json").read_text())["kernel"]["regions"]
+                decided = "—" if regions is None else ("probes" if regions["spread"] is None else "grid")
+                spread = "—" if regions is None else f"{regions['probe_spread']}"
+                print(f"| {w}×{h} | ×{s} | {a:.1f} | {o:.1f} | {a / o:.2f} | {decided} | {spread} | "
+                      f"{'yes' if np.array_equal(outs['auto'], outs['off']) else 'no'} |", flush=True)
+    print(f"load {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
