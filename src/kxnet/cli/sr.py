@@ -1,7 +1,9 @@
 """``kxnet sr``: super-resolve photos and videos (blind, or with a given kernel).
 
-A thin layer over :func:`kxnet.models.resolve`, :class:`kxnet.inference.upscaler.Upscaler` and
-:mod:`kxnet.inference.job` (the code the Python API and the demo share).
+A thin layer that parses the arguments, builds the upscalers (:func:`kxnet.models.resolve`,
+:class:`kxnet.inference.upscaler.Upscaler`, :class:`kxnet.inference.routing.Router`), runs the folder
+job of :mod:`kxnet.inference.folder` (which ``kxnet.super_resolve_folder`` runs too; each photo
+through :mod:`kxnet.inference.job`, the code the demo shares) and prints what it did.
 
 Outputs go to ``OUTDIR/<stem>_x<s>.<format>`` (inputs found inside a folder argument keep their
 sub-folder below OUTDIR), with ``<stem>_x<s>.json`` beside each (model, sizes, tiling, device,
@@ -78,115 +80,16 @@ def add_parser(sub):
     return p
 
 
-def _expand(inputs: list[str]):
-    """``(found, failures)``: found are ``(file, sub-folder below OUTDIR)``, failures
-    ``(input, message)``; each input is expanded on its own so one typo fails alone."""
-    from ..io import ImageError, list_images
-
-    from ..inference.video import is_video
-
-    found, failures, seen = [], [], set()
-    for item in inputs:
-        if is_video(item) and Path(item).is_file():
-            if Path(item).resolve() not in seen:
-                seen.add(Path(item).resolve())
-                found.append((Path(item), Path()))
-            continue
-        try:
-            files = list_images([item])
-        except ImageError as e:
-            failures.append((item, str(e)))
-            continue
-        if not files:
-            failures.append((item, f"{item}: no images found"))
-        root = Path(item) if Path(item).is_dir() else None
-        for f in files:
-            if f.resolve() not in seen:  # a file named twice (directly and in its folder) runs once
-                seen.add(f.resolve())
-                found.append((f, f.parent.relative_to(root) if root is not None else Path()))
-    return found, failures
-
-
-VIDEO_CONTAINERS = (".mp4", ".mkv", ".mov", ".webm")
-
-
-def _output(src: Path, outdir: Path, scale: int, args) -> Path:
-    from ..inference.video import is_video
-
-    if is_video(src):
-        suffix = src.suffix.lower() if src.suffix.lower() in VIDEO_CONTAINERS else ".mp4"
-        return outdir / f"{src.stem}_x{scale}{suffix}"
-    return outdir / f"{src.stem}_x{scale}.{args.format}"
-
-
-def _process_video(up, src: Path, out: Path, args, group=None) -> dict | None:
-    """One video: shots, a kernel per shot, every frame; the report as the JSON sidecar. With
-    ``group`` every process takes some of its shots (rank 0 joins them and reports)."""
-    from ..inference.job import side_paths
-    from ..inference.video import upscale_video, upscale_video_shared
-    from ..io import atomic_write_json
-
-    options = dict(codec=args.video_codec, crf=args.crf, preset=args.preset,
-                   save_kernels=out.parent if args.save_kernel else False, progress=not args.quiet)
-    if group is None:
-        report = upscale_video(src, out, up, **options)
-    else:
-        report = upscale_video_shared(src, out, up, group, **options)
-    if report is not None:
-        atomic_write_json(side_paths(out)["json"], report)
-    return report
-
-
-def _process(up, src: Path, out: Path, args, kernel, router=None) -> dict:
-    """Super-resolve one file and write its outputs (none left behind on failure)."""
-    from ..inference.job import run_job, write_job
-    from ..inference.upscaler import MIN_INPUT_SIDE
-    from ..inference.video import is_video
-    from ..io import read_image
-
-    if is_video(src):
-        return _process_video(up, src, out, args)
-    img = read_image(src, min_size=MIN_INPUT_SIDE)
-    job = run_job(up, img, kernel, keep_stages=args.stages, kernel_source=str(args.kernel) if args.kernel else None,
-                  router=router)
-    return write_job(job, out, src, save_kernel=args.save_kernel, stages=args.stages)
-
-
-def _weight(path: Path) -> float:
-    """How much work a file is, for sharing files between processes: its pixels (a video's
-    frames × pixels), from the header; its size in bytes where the header cannot say."""
-    from ..inference.video import is_video
-
-    try:
-        if is_video(path):
-            import av
-
-            with av.open(str(path)) as c:
-                v = c.streams.video[0]
-                return float(v.width * v.height * max(v.frames, 1))
-        import warnings
-
-        from PIL import Image as PILImage
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # a bomb-sized header is reported by the file's own job
-            with PILImage.open(path) as im:
-                return float(im.width * im.height)
-    except Exception:  # an unreadable file fails in its own job, with its own message
-        return float(path.stat().st_size) if path.exists() else 0.0
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
-    from ..inference.job import side_paths
+    from ..inference.folder import find_inputs, plan_folder, run_folder
     from ..inference.regions import DEFAULT_REGION
     from ..inference.routing import Router, parse_jpeg_quality
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel
-    from ..inference.video import is_video
     from ..io import ImageError
     from ..models import ScaleMismatchError, resolve
-    from ..parallel import Group, shard
+    from ..parallel import Group
     from . import UsageError
 
     try:
@@ -196,12 +99,12 @@ def run(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: output exists and is not a folder")
-    found, failures = _expand(args.inputs)
-    total = len(found) + len(failures)
+    inputs = find_inputs(args.inputs)
+    total = inputs.total
     with Group(args.device) as group:
         alone = group.world_size == 1
-        if total == 1 and failures and alone:
-            raise ImageError(None, failures[0][1])
+        if total == 1 and inputs.failures and alone:
+            raise ImageError(None, inputs.failures[0][1])
         try:
             model = resolve(args.model, args.scale, device=group.device)
         except ScaleMismatchError as e:
@@ -227,73 +130,24 @@ def run(args) -> int:
         video_up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
                             regions="off", backend=args.backend)
 
-        # Every process makes the same plan before any writes, so they agree on what is left
-        # to do (a rerun skips finished outputs) and on who does it.
-        jobs = [(f, _output(f, outdir / sub, scale, args)) for f, sub in found]
-        inputs = {f.resolve() for f, _ in jobs}
-        targets: dict[Path, Path] = {}
-        pending, skipped = [], []
-        for src, out in jobs:
-            resolved = out.resolve()
-            if resolved in inputs or any(p.resolve() in inputs for p in side_paths(out).values()):
-                failures.append((src, f"{src}: output {out} would overwrite an input; choose another -o"))
-            elif resolved in targets:
-                failures.append((src, f"{src}: output {out} is also the output of {targets[resolved]}; "
-                                      "rename one or run them separately"))
-            elif out.exists() and side_paths(out)["json"].exists() and not args.overwrite:
-                # the sidecar is written last: an output without it was cut short and is redone
-                targets[resolved] = src
-                skipped.append(f"skipped {src}: {out} exists (use --overwrite to replace)")
-            elif kernel is not None and is_video(src):
-                failures.append((src, f"{src}: --kernel applies to images; a video gets a kernel per shot"))
-            else:
-                targets[resolved] = src
-                pending.append((src, out))
-        group.barrier()
-        # several processes share a video by its shots, every other file whole
-        shared = [(src, out) for src, out in pending if is_video(src) and not alone]
-        pending = [job for job in pending if job not in shared]
-        mine = [pending[i] for i in shard([_weight(src) for src, _ in pending], group.world_size, group.rank)]
-
+        # every process makes the same plan (inference.folder), so they agree on what is left and who does it
+        plan = plan_folder(inputs, outdir, scale, format=args.format, overwrite=args.overwrite, kernel=kernel)
         say = (lambda msg: None) if args.quiet else tqdm.write
         if group.is_main:
-            for line in skipped:
-                say(line)
-        done, mine_failed = 0, []
-        bar = tqdm(mine, desc=f"sr x{scale}" + (f" [{group.rank}]" if not alone else ""), unit="img",
-                   disable=args.quiet or len(mine) < 2)
-        for src, out in bar:
-            try:
-                sc = _process(video_up if is_video(src) else up, src, out, args, kernel, router)
-            except (ImageError, ValueError, OSError, RuntimeError) as e:
-                if total == 1 and alone:
-                    raise ImageError(src, _problem(e, src)) from None
-                mine_failed.append((src, f"{src}: {_problem(e, src)}"))
-                continue
-            done += 1
-            say(_summary_line(src, out, sc))
-        bar.close()
-        for src, out in shared:
-            try:
-                sc = _process_video(video_up, src, out, args, group)
-            except (ImageError, ValueError, OSError, RuntimeError) as e:
-                if group.is_main:
-                    mine_failed.append((src, f"{src}: {_problem(e, src)}"))
-                continue
-            if group.is_main:
-                done += 1
-                say(_summary_line(src, out, sc))
-        results = group.gather((done, mine_failed))
-        if group.is_main:
-            done = sum(d for d, _ in results)
-            failures += [f for _, fs in results for f in fs]
-        code = group.broadcast(1 if failures else 0)
+            for src, out in plan.skipped:
+                say(f"skipped {src}: {out} exists (use --overwrite to replace)")
+        result = run_folder(plan, router, video_up, group=group, kernel=kernel,
+                            kernel_source=str(args.kernel) if args.kernel else None, save_kernel=args.save_kernel,
+                            stages=args.stages, video=dict(codec=args.video_codec, crf=args.crf, preset=args.preset),
+                            progress=not args.quiet,
+                            on_written=None if args.quiet else lambda src, out, sc: say(_summary_line(src, out, sc)))
+    failures, code = result.failures, 1 if result.failures else 0
     if not group.is_main:
         return code
     if failures and total == 1:
         raise ImageError(None, failures[0][1])
     if not args.quiet:
-        print(f"{done} written, {len(skipped)} skipped, {len(failures)} failed -> {outdir}")
+        print(f"{len(result.written)} written, {len(result.skipped)} skipped, {len(failures)} failed -> {outdir}")
     if failures:
         print(f"kxnet sr: {len(failures)} of {total} inputs failed:", file=sys.stderr)
         for _, msg in failures:
@@ -322,10 +176,3 @@ def _degradation_text(d: dict) -> str:
 
     fields = {k: d[k] for k in ("jpeg_quality", "jpeg_source", "chroma", "grid", "noise_sigma")}
     return DegradationEstimate(**fields).summary()
-
-
-def _problem(e: BaseException, src: Path) -> str:
-    """The exception's text without a repeated ``<path>: `` prefix, on one line."""
-    text = " ".join(str(e).split()) or type(e).__name__
-    prefix = f"{src}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
