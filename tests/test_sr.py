@@ -206,6 +206,32 @@ def test_super_resolve_api_keeps_layouts(model, tmp_path):
         kxnet.super_resolve(rgb8[:2, :2], scale=2, model=model, device="cpu")
 
 
+def test_super_resolve_folder_writes_skips_and_lists_failures(model, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    rgb8 = (_smooth(12, 16, seed=7) * 255).astype(np.uint8)
+    PILImage.fromarray(rgb8).save(src / "a.png")
+    PILImage.fromarray(rgb8[:, ::-1]).save(src / "sub" / "b.png")
+    (src / "bad.png").write_bytes(b"not an image")
+
+    done = kxnet.super_resolve_folder(src, out, scale=2, model=model, device="cpu")
+    assert sorted(o.relative_to(out).as_posix() for _, o in done.written) == ["a_x2.png", "sub/b_x2.png"]
+    assert done.skipped == [] and done.total == 3 and len(done.failures) == 1
+    assert done.failures[0][1].startswith(f"{src / 'bad.png'}: ")
+    assert (out / "a_x2.json").is_file() and (out / "sub" / "b_x2.json").is_file()
+    one = kxnet.super_resolve(src / "a.png", scale=2, model=model, device="cpu")
+    np.testing.assert_array_equal(np.asarray(PILImage.open(out / "a_x2.png")), one.image)   # the same job
+
+    again = kxnet.super_resolve_folder([str(src)], out, scale=2, model=model, device="cpu")   # resumes
+    assert again.written == [] and sorted(s.name for s, _ in again.skipped) == ["a.png", "b.png"]
+    forced = kxnet.super_resolve_folder(src / "a.png", out, scale=2, model=model, device="cpu", overwrite=True)
+    assert [o for _, o in forced.written] == [out / "a_x2.png"] and not forced.failures
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        kxnet.super_resolve_folder(src / "a.png", out / "a_x2.png", scale=2, model=model, device="cpu")
+    with pytest.raises(ValueError, match="format 'gif'"):
+        kxnet.super_resolve_folder(src, out, scale=2, model=model, device="cpu", format="gif")
+
+
 def test_import_kxnet_is_lazy():
     code = ("import sys, kxnet; assert 'torch' not in sys.modules; "
             "assert callable(kxnet.super_resolve) and 'kxnet' in kxnet.list_models(); "

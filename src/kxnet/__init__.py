@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 # The public API, imported lazily so that `import kxnet` stays cheap (no torch until used).
 _LAZY = {
     "super_resolve": "kxnet.api",
+    "super_resolve_folder": "kxnet.api",
     "SRResult": "kxnet.api",
     "load_model": "kxnet.models",
     "create_model": "kxnet.models",

@@ -1,13 +1,16 @@
-"""The Python API: ``kxnet.super_resolve(image)`` and the model lookup the CLI shares.
+"""The Python API: ``kxnet.super_resolve(image)``, ``kxnet.super_resolve_folder(inputs, output)``.
 
 >>> import kxnet
 >>> result = kxnet.super_resolve("photo.png", scale=4)        # doctest: +SKIP
 >>> result.image.shape, result.kernel.shape, result.info["kernel"]["sigma_x"]  # doctest: +SKIP
+>>> done = kxnet.super_resolve_folder("photos/", "out", scale=4)   # doctest: +SKIP
+>>> done.written, done.skipped, done.failures                      # doctest: +SKIP
 
 Models are named through :func:`kxnet.models.resolve`; everything about layouts, tiles and
 kernels is :class:`~kxnet.inference.upscaler.Upscaler`'s and :mod:`kxnet.inference.job`'s (the
-code ``kxnet sr`` and the demo run too). This module turns paths, NumPy arrays and PIL images
-into :class:`~kxnet.io.Image` and back.
+code ``kxnet sr`` and the demo run too), and a folder of inputs is :mod:`kxnet.inference.folder`'s
+job (``kxnet sr``'s: the same outputs, sidecars, skips and failures). This module turns paths,
+NumPy arrays and PIL images into :class:`~kxnet.io.Image` and back.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SRResult", "super_resolve"]
+__all__ = ["SRResult", "super_resolve", "super_resolve_folder"]
 
 _cache: dict = {}       # the last resolved model, so repeated calls neither reload nor re-optimise it
 _upscalers: dict = {}   # the last upscaler (its backend: compiled graphs) for the same arguments
@@ -90,6 +93,17 @@ def _to_array(img, dtype) -> np.ndarray:
 # ---------------------------------------------------------------------------------- API
 
 
+def _resolved(model, scale, dev):
+    """``(cache key, the resolved model)``, resolved once for the same arguments."""
+    from .models import resolve
+
+    key = (model if isinstance(model, (str, os.PathLike)) or model is None else id(model), scale, str(dev))
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = resolve(model, scale, device=dev)
+    return key, _cache[key]
+
+
 @dataclass
 class SRResult:
     """``image``: the super-resolved array in the input's layout and dtype (H×W grey, H×W×3
@@ -143,11 +157,7 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     from .models import resolve
 
     dev = resolve_device(device)
-    key = (model if isinstance(model, (str, os.PathLike)) or model is None else id(model), scale, str(dev))
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = resolve(model, scale, device=dev)
-    resolved = _cache[key]
+    key, resolved = _resolved(model, scale, dev)
 
     dtype = np.uint8
     if isinstance(image_or_path, (str, os.PathLike)):
@@ -185,3 +195,47 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     info["model"] = {k: job.model[k] for k in ("name", "file", "sha256", "arch", "scale", "setting", "stages",
                                                "kernel_size", "mode") if k in job.model}
     return SRResult(image=_to_array(job.result, dtype), kernel=job.kernel, info=info)
+
+
+def super_resolve_folder(inputs, output="results", scale: int | None = 4, model=None, device=None,
+                         tile: int | None = None, kernel=None, regions: str = "auto", backend: str = "auto",
+                         jpeg_quality="auto", format: str = "png", overwrite: bool = False,
+                         save_kernel: bool = False, progress: bool = False):
+    """Super-resolve many photos (and videos) into the folder ``output``, as ``kxnet sr`` does.
+
+    ``inputs``: a file, folder or glob pattern, or a list of them (a folder's sub-folders are
+    kept below ``output``); ``model``, ``scale``, ``device``, ``tile``, ``kernel``, ``regions``,
+    ``backend`` and ``jpeg_quality`` as :func:`super_resolve` takes them (without ``model``, each
+    photo goes to the model its degradation estimate routes it to). Each photo becomes
+    ``output/<stem>_x<s>.<format>`` with its JSON sidecar (``save_kernel``: and its kernel files);
+    an output whose sidecar exists is skipped unless ``overwrite``, so an interrupted call resumes.
+    Returns a :class:`~kxnet.inference.folder.FolderResult`: ``written`` and ``skipped`` as
+    ``(input, output)`` pairs, ``failures`` as ``(input, one-line message)``. A bad input fails
+    alone and never raises; a bad model, kernel or argument raises. One process (``kxnet sr``
+    under ``torchrun`` shares a folder among several).
+    """
+    from .inference.folder import find_inputs, plan_folder, run_folder
+    from .inference.routing import Router, parse_jpeg_quality
+    from .inference.upscaler import Upscaler, load_kernel, resolve_device
+    from .io import IMAGE_EXTENSIONS
+    from .models import resolve
+
+    if f".{format}" not in IMAGE_EXTENSIONS:
+        raise ValueError(f"format {format!r}: expected one of {', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}")
+    parse_jpeg_quality(jpeg_quality)
+    found = find_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
+    dev = resolve_device(device)
+    _, resolved = _resolved(model, scale, dev)
+    source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
+    if source is not None:
+        kernel = load_kernel(kernel, resolved.config.kernel_size)
+    up = Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend, progress=progress)
+    if kernel is not None and not up.takes_hr_kernel:
+        raise ValueError(f"kernel: a {resolved.arch.name} model takes no HR blur kernel")
+    router = Router(resolved.scale, lambda name: Upscaler(resolve(name, resolved.scale, device=dev), dev, tile=tile,
+                                                          regions=regions, backend=backend, progress=progress),
+                    forced=up if model is not None else None, jpeg_quality=jpeg_quality, known={resolved.name: up})
+    video_up = Upscaler(resolved, dev, tile=tile, regions="off", backend=backend)   # a kernel per shot
+    plan = plan_folder(found, output, resolved.scale, format=format, overwrite=overwrite, kernel=kernel)
+    return run_folder(plan, router, video_up, kernel=kernel, kernel_source=source, save_kernel=save_kernel,
+                      progress=progress)
