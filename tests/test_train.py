@@ -569,6 +569,24 @@ def test_lr_mult_zero_freezes_the_matching_parameters(data_dirs, tmp_path):
         run_trainer(tiny_config(data_dirs, tmp_path / "r", train={"lr_mult": {"*": 0}}), stop_at=1)
 
 
+def test_the_trainer_owns_its_state_and_one_best(data_dirs, tmp_path):
+    """state_dict()/load_state_dict() carry a run over, and the best validation is one dict
+    (the trainer's, which its validator updates) before and after."""
+    cfg = lambda run: tiny_config(data_dirs, tmp_path / run, train={"iterations": 2}, val={"every": 2})
+    t, summary = run_trainer(cfg("run"))
+    assert t.best is t.validator.best and t.best["step"] == 2 and summary["best_psnr"] == t.best["psnr"]
+    state = t.state_dict()
+    with Trainer(config_from_dict(cfg("other")), progress=False) as again:
+        again.load_state_dict(state, "run")
+        assert again.step == 2 and again.best == t.best and again.validator.best is again.best
+        assert again.bicubic_psnr == t.bicubic_psnr and again.cpu_seconds() >= state["cpu_s"]
+        mine, theirs = again.model.state_dict(), t.model.state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+    wider = tiny_config(data_dirs, tmp_path / "wider", model={"scale": 2, "setting": 2, "stages": 3})
+    with Trainer(config_from_dict(wider), progress=False) as other, pytest.raises(ValueError, match="^run: was trained"):
+        other.load_state_dict(state, "run")
+
+
 def test_resume_refuses_another_lr_grouping_and_a_spent_budget_trains_no_more(data_dirs, tmp_path):
     cfg = tiny_config(data_dirs, tmp_path / "run", train={"lr_mult": {"gamma_stage": 10}, "iterations": 4})
     run_trainer(cfg, stop_at=2)

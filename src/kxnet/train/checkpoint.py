@@ -1,8 +1,9 @@
 """Training checkpoints: full resumable state (``.state``) beside the weights (``.safetensors``).
 
-A checkpoint of step ``n`` is ``checkpoints/step_{n:08d}.state`` — a ``torch.save`` of model,
-optimiser, scheduler, gradient scaler, EMA, RNG states, best validation score and the resolved
-config — and ``step_{n:08d}.safetensors`` with the weights alone (EMA weights when EMA is on)
+A checkpoint of step ``n`` is ``checkpoints/step_{n:08d}.state`` — a ``torch.save`` of the
+trainer's own :meth:`~kxnet.train.Trainer.state_dict` (model, optimiser, gradient scaler, EMA,
+RNG states, step, CPU time, best validation score and the resolved config), which
+:meth:`~kxnet.train.Trainer.load_state_dict` takes back after :func:`check_resumable` — and ``step_{n:08d}.safetensors`` with the weights alone (EMA weights when EMA is on)
 in the model format :func:`kxnet.models.load_model` reads. Both are written atomically; the
 ``.state`` is written last, so its presence marks a complete checkpoint.
 """
@@ -21,6 +22,7 @@ from ..io import atomic_path
 
 __all__ = [
     "STATE_FORMAT",
+    "check_resumable",
     "checkpoint_stem",
     "export_weights",
     "latest_checkpoint",
@@ -28,13 +30,11 @@ __all__ = [
     "load_state",
     "model_from_state",
     "prune_checkpoints",
-    "restore",
     "restore_rng",
     "resume_point",
     "rng_state",
     "save_checkpoint",
     "save_state",
-    "training_state",
     "weights_metadata",
 ]
 
@@ -131,42 +131,13 @@ def weights_metadata(step: int, recipe: str | None, ema: bool, **extra) -> dict:
     return {"step": step, "recipe": recipe, "ema": ema, **extra}
 
 
-def training_state(trainer) -> dict:
-    """Everything a :class:`~kxnet.train.Trainer` needs to continue exactly where it is."""
-    import torch as _torch
-
-    return {
-        "format": STATE_FORMAT,
-        "step": trainer.step,
-        "model": {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
-        "optimizer": trainer.optimizer.state_dict(),
-        "param_group_names": _group_names(trainer),
-        "model_config": trainer.model.config.to_dict(),
-        "scaler": trainer.scaler.state_dict() if trainer.scaler.is_enabled() else None,
-        "ema": trainer.ema.state_dict() if trainer.ema is not None else None,
-        "rng": rng_state(),
-        "config": trainer.cfg.to_dict(),
-        "best": dict(trainer.best),
-        "bicubic_psnr": trainer.bicubic_psnr,
-        "cpu_s": trainer.cpu_seconds(),
-        "world_size": trainer.world_size,
-        "torch_version": str(_torch.__version__),
-    }
-
-
-def _group_names(trainer) -> list[list[str]]:
-    from .optim import param_group_names
-
-    return param_group_names(trainer.model, trainer.optimizer)
-
-
 def save_checkpoint(trainer, ckpt_dir: str | os.PathLike, keep_last: int) -> Path:
     """``step_{n}.safetensors`` (the weights, :meth:`Trainer.export`) then ``step_{n}.state``
     (written last: its presence marks a complete checkpoint); older ones pruned."""
     stem = Path(ckpt_dir) / checkpoint_stem(trainer.step)
     stem.parent.mkdir(parents=True, exist_ok=True)
     trainer.export(stem.with_suffix(".safetensors"))
-    path = save_state(training_state(trainer), stem.with_suffix(".state"))
+    path = save_state(trainer.state_dict(), stem.with_suffix(".state"))
     prune_checkpoints(stem.parent, keep_last)
     return path
 
@@ -200,38 +171,23 @@ def export_weights(state_path: str | os.PathLike, out: str | os.PathLike, storag
     return save_model(model_from_state(state, use_ema), out, storage=storage, extra_metadata=meta)
 
 
-def restore(trainer, state: dict, where) -> None:
-    """Put ``trainer`` where the checkpoint ``state`` (read from ``where``) stopped: weights,
-    optimiser, gradient scaler, EMA, RNG, step, CPU time, best validation and schedule."""
+def check_resumable(state: dict, model, optimizer, cfg, where) -> None:
+    """Refuse (ValueError, naming ``where``) a checkpoint ``state`` that the ``model`` and
+    ``optimizer`` a recipe ``cfg`` built cannot continue: another model config, or parameters
+    grouped differently (``train.lr_mult``). :meth:`Trainer.load_state_dict` asks first."""
     from .config import config_from_dict
-    from .ema import ModelEMA
-    from .optim import param_group_names, set_schedule
-    from .runtime import CpuClock
+    from .optim import param_group_names
 
-    built = trainer.model.config.to_dict()
+    built = model.config.to_dict()
     trained = config_from_dict(state["config"], str(where)).model
     # checkpoints record the built model's config; older ones only the recipe's model section
-    if state.get("model_config", built) != built or ("model_config" not in state and trained != trainer.cfg.model):
+    if state.get("model_config", built) != built or ("model_config" not in state and trained != cfg.model):
         raise ValueError(f"{where}: was trained as {state.get('model_config') or trained}, the recipe builds {built}")
-    groups, saved = param_group_names(trainer.model, trainer.optimizer), state.get("param_group_names")
+    groups, saved = param_group_names(model, optimizer), state.get("param_group_names")
     sizes = [len(g["params"]) for g in state["optimizer"]["param_groups"]]
     if (saved is not None and saved != groups) or sizes != [len(g) for g in groups]:
         raise ValueError(f"{where}: train.lr_mult groups the parameters differently from the checkpoint's "
                          "optimiser; resume with the run's lr_mult")
-    trainer.model.load_state_dict(state["model"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
-    if state.get("scaler"):
-        trainer.scaler.load_state_dict(state["scaler"])
-    if trainer.ema is not None:   # re-made from the restored weights, then its own state if saved
-        trainer.ema = ModelEMA(trainer.model, trainer.cfg.train.ema_decay)
-        if state.get("ema"):
-            trainer.ema.load_state_dict(state["ema"])
-    restore_rng(state["rng"])
-    trainer.step = int(state["step"])
-    trainer.clock = CpuClock(float(state.get("cpu_s") or 0.0))
-    set_schedule(trainer.cfg, trainer.model, trainer.optimizer, trainer.scheduler, trainer.step)
-    trainer.best = dict(state.get("best") or trainer.best)
-    trainer.bicubic_psnr = state.get("bicubic_psnr")
 
 
 def resume_point(resume, run_dir: Path) -> tuple[dict | None, Path | None, Path | None]:

@@ -33,12 +33,13 @@ import torch
 import torch.nn as nn
 
 from ..io import atomic_write_json
-from .checkpoint import restore, resume_point, save_checkpoint, training_state, weights_metadata
+from .checkpoint import (STATE_FORMAT, check_resumable, restore_rng, resume_point, rng_state, save_checkpoint,
+                         weights_metadata)
 from .config import Config, build_model, save_config
 from .data import build_loader, rank_slice, recipe_samples
 from .ema import ModelEMA
 from .loss import objective_for
-from .optim import build_optimizer, freeze_parameters, lr_factor
+from .optim import build_optimizer, freeze_parameters, lr_factor, param_group_names, set_schedule
 from .runlog import RunLog, info, read_metrics
 from .runtime import CpuClock, Runtime, StopSignals
 from .validation import Validator
@@ -101,9 +102,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step, self.clock, self.validator = 0, CpuClock(), None
+        # the best validation so far (psnr, step): one dict, the validator's too, updated in place
         self.best, self.bicubic_psnr = {"psnr": None, "step": None}, None
         if state is not None:
-            restore(self, state, self._state_path)
+            self.load_state_dict(state, self._state_path)
             self._say(f"resumed {self.run_dir.name} at step {self.step}")
         self.forward_model = self.model
         if self.world_size > 1:
@@ -190,15 +192,6 @@ class Trainer:
         info(self.validator.describe(record))
         return record
 
-    @property
-    def best(self) -> dict:
-        """The best validation so far (``psnr``, ``step``); rank 0 keeps it."""
-        return self.validator.best if self.validator is not None else self._best
-
-    @best.setter
-    def best(self, value: dict) -> None:
-        self._best = dict(value)
-
     def fit(self, stop_at: int | None = None) -> dict:
         """Train until ``train.iterations`` (or stop after step ``stop_at``, with a checkpoint)."""
         from tqdm import tqdm
@@ -267,7 +260,47 @@ class Trainer:
     # ---------------------------------------------------------------------- checkpoints
 
     def state_dict(self) -> dict:
-        return training_state(self)
+        """Everything this trainer needs to continue exactly where it is (what a ``.state``
+        checkpoint holds, :mod:`.checkpoint`): weights, optimiser and its parameter groups by name,
+        gradient scaler, EMA, RNG states, step, CPU time, best validation, bicubic's score and the
+        resolved recipe."""
+        return {
+            "format": STATE_FORMAT,
+            "step": self.step,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "param_group_names": param_group_names(self.model, self.optimizer),
+            "model_config": self.model.config.to_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": rng_state(),
+            "config": self.cfg.to_dict(),
+            "best": dict(self.best),
+            "bicubic_psnr": self.bicubic_psnr,
+            "cpu_s": self.cpu_seconds(),
+            "world_size": self.world_size,
+            "torch_version": str(torch.__version__),
+        }
+
+    def load_state_dict(self, state: dict, where: str | os.PathLike = "checkpoint") -> None:
+        """Continue exactly where ``state`` (:meth:`state_dict`, read from ``where``) stopped; a
+        state this trainer's model or parameter groups cannot take is refused first
+        (:func:`~.checkpoint.check_resumable`, ValueError), before anything changes."""
+        check_resumable(state, self.model, self.optimizer, self.cfg, where)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None:   # re-made from the restored weights, then its own state if saved
+            self.ema = ModelEMA(self.model, self.cfg.train.ema_decay)
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+        restore_rng(state["rng"])
+        self.step = int(state["step"])
+        self.clock = CpuClock(float(state.get("cpu_s") or 0.0))
+        set_schedule(self.cfg, self.model, self.optimizer, self.scheduler, self.step)
+        self.best.update(state.get("best") or {})
+        self.bicubic_psnr = state.get("bicubic_psnr")
 
     def save_checkpoint(self) -> Path | None:
         """Write ``checkpoints/step_{n}.{safetensors,state}`` (rank 0) and prune old ones."""

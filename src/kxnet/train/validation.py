@@ -31,12 +31,13 @@ _LOSS_SEED_OFFSET = 1_000_003   # the validation patches' seed: unrelated to any
 
 
 class Validator:
-    """Builds the sets of a run (rank 0 only) and scores models on them."""
+    """Builds the sets of a run (rank 0 only) and scores models on them. ``best`` (``psnr``,
+    ``step``) is the trainer's dict, updated in place when a validation beats it."""
 
     def __init__(self, cfg: Config, run_dir: Path, device: torch.device, best: dict | None = None,
                  bicubic_psnr: float | None = None):
         self.cfg, self.run_dir, self.device = cfg, run_dir, device
-        self.best = dict(best or {"psnr": None, "step": None})
+        self.best = best if best is not None else {"psnr": None, "step": None}
         v = cfg.val
         self.set_dir = self._prepare(v.degradation or v.noise, "val_set")
         self.extra = {}
@@ -156,7 +157,7 @@ class Validator:
         record = {"kind": "val", "step": step, **self.score(model, objective, forward), "cpu_s": round(cpu_s, 1)}
         improved = self.best["psnr"] is None or record["psnr"] > self.best["psnr"]
         if improved:
-            self.best = {"psnr": record["psnr"], "step": step}
+            self.best.update(psnr=record["psnr"], step=step)
         record["best_psnr"] = self.best["psnr"]
         return record, improved
 
