@@ -2,7 +2,7 @@
 
 ``choose(resolved, "auto")`` picks OpenVINO in bf16 where it measured faster at the same
 answers — a CPU with bf16 arithmetic (AVX-512 BF16, AMX), the ``openvino`` extra installed, a
-model with a static-shape export (KXNet) — and PyTorch's optimised path everywhere else,
+method whose descriptor has a ``fast_engine`` (KXNet) — and PyTorch's optimised path everywhere else,
 OpenVINO's float32 included, which measured no faster than it (docs/speed.md, "Backends").
 ``"torch"`` and ``"openvino"`` force one. What was chosen goes into every report.
 """
@@ -16,6 +16,7 @@ import torch.nn as nn
 
 # by module: the CPU's flags and the extra's presence are read when asked (tests patch them there)
 from .. import hardware
+from ..models import architectures
 from . import openvino
 
 __all__ = ["BACKENDS", "Backend", "choose", "openvino_bf16_possible"]
@@ -44,8 +45,9 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "openvino":
         on_cpu = torch.device(device).type == "cpu"
-        if not (on_cpu and resolved.arch.exportable):
-            raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else 'KXNet models'} only "
+        if not (on_cpu and resolved.arch.fast_engine is not None):
+            able = ", ".join(a.label or a.name for a in architectures() if a.fast_engine is not None)
+            raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else able + ' models'} only "
                              f"({resolved.arch.name} on {device})")
         if not openvino.openvino_available():
             raise ValueError("the OpenVINO backend needs the extra: pip install 'kxnet[openvino]'")
@@ -58,8 +60,8 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
 
 def openvino_bf16_possible(resolved, device: torch.device | str = "cpu") -> bool:
     """Whether ``auto`` can take OpenVINO in bf16 for ``resolved`` on ``device``: the CPU, a
-    model with a static-shape export, bf16 arithmetic and the ``openvino`` extra."""
-    return (torch.device(device).type == "cpu" and resolved.arch.exportable and hardware.cpu_has_bf16()
+    method with a compiled engine (``fast_engine``), bf16 arithmetic and the ``openvino`` extra."""
+    return (torch.device(device).type == "cpu" and resolved.arch.fast_engine is not None and hardware.cpu_has_bf16()
             and openvino.openvino_available())
 
 

@@ -1,11 +1,12 @@
-"""KXNet on OpenVINO's CPU runtime: :class:`OpenVINORunner` is called like the model.
+"""Models on OpenVINO's CPU runtime: :class:`OpenVINORunner` is called like the model.
 
-OpenVINO needs static shapes, so every LR size gets its own graph, built from
-:mod:`kxnet.export`'s static-shape forward: the blind one (``ExportableKXNet`` with the
-per-stage kernels as a third output) and the non-blind one (``NonBlindExportableKXNet``,
-stage t's X-step given K^t, the K-steps skipped). The upscaler needs both: a photo larger
-than a tile is run blind once on a centre crop, then every tile non-blind with that crop's
-K¹…K^T (:mod:`kxnet.inference.upscaler`).
+OpenVINO needs static shapes, so every LR size gets its own graph. Which graphs a method has,
+and how the model's arguments map onto them, its descriptor's ``fast_engine`` hook says (an
+object with ``scale``, ``kernel_size``, ``check``, ``condition``, ``graph``, ``output`` and
+``keep_precise``: KXNet's is :class:`kxnet.models.kxnet.engine.KXNetEngine`); this module
+converts, compiles and caches them for any method. The upscaler needs two per size: a photo
+larger than a tile is run blind once on a centre crop, then every tile non-blind with that
+crop's estimate (:mod:`kxnet.inference.upscaler`).
 
 Converting a graph (tracing plus OpenVINO's PyTorch frontend) takes seconds to tens of
 seconds, compiling it well under one, so both are cached:
@@ -23,11 +24,10 @@ seconds, compiling it well under one, so both are cached:
 
 Precision: ``"f32"``; ``"bf16"``; ``"auto"`` leaves OpenVINO's default for the device, which
 is bf16 on CPUs with bf16 instructions (avx512_bf16 or AMX) and f32 elsewhere.
-:attr:`OpenVINORunner.precision` reports what the compiled models use. In bf16 only the
-X-steps' prox nets (nearly all of the FLOPs) run in bf16, as under ``torch.autocast``; the
-physics, the K-steps and KENet stay f32, so the kernel estimate is computed as on the exact
-path (docs/speed.md, "Backends"). The mark is OpenVINO's "precise" runtime attribute on every other node, set before the IR is
-saved (see :func:`_keep_f32_outside_x_prox`).
+:attr:`OpenVINORunner.precision` reports what the compiled models use. In bf16 the engine's
+``keep_precise`` marks what stays f32 (KXNet: all but the X-steps' prox nets, nearly all of the
+FLOPs, as under ``torch.autocast``; docs/speed.md, "Backends"): OpenVINO's "precise" runtime
+attribute, set before the IR is saved.
 """
 
 from __future__ import annotations
@@ -48,19 +48,16 @@ import numpy as np
 import torch
 
 from ..hardware import BF16_FLAGS, hidden_flags
-from ..export import ExportableKXNet, NonBlindExportableKXNet
 from ..io.atomic import atomic_write_bytes
-from ..models.kxnet import KXNet
 from ..models.loading import weights_fingerprint
 from ..models.output import SROutput
+from ..models.registry import architecture_of, architectures
 
 __all__ = ["PRECISIONS", "OpenVINORunner", "openvino_available", "default_cache_dir", "clear_memory_cache"]
 
 PRECISIONS = ("auto", "f32", "bf16")
-# Part of every cache key: bump it when kxnet.export's graphs change, so no stale IR is read.
+# Part of every cache key: bump it when a method's engine graphs change, so no stale IR is read.
 GRAPH_VERSION = 1
-_BF16_SCOPE = "__module.x_prox."   # node names the PyTorch frontend gives the X-steps' prox nets
-_PROX_CONVS = 9
 _MEMORY_ENTRIES = 16    # compiled models kept per process (least recently used dropped first)
 
 
@@ -127,24 +124,30 @@ class CacheStats:
 
 
 class OpenVINORunner:
-    """A KXNet (any scale, stage count and mode, with or without a KENet K⁰ estimator) on the
-    OpenVINO CPU runtime; ``runner(y, kernel=None)`` → :class:`~kxnet.models.SROutput` like
-    ``model(y, kernel=kernel)``, without the per-stage images.
+    """A model of a method with a ``fast_engine`` (KXNet: any scale, stage count and mode, with
+    or without a KENet K⁰ estimator) on the OpenVINO CPU runtime; ``runner(y, kernel=None)`` →
+    :class:`~kxnet.models.SROutput` like ``model(y, kernel=kernel)``, without the per-stage images.
 
-    ``y`` is B×3×h×w in [0, 1] (batch items run one after another). ``kernel`` None runs blind
-    (``stage_kernels`` are K¹…K^T, to be passed back for other crops of the same image);
-    a p×p / B×p×p kernel runs every stage with it; a list of T such kernels runs stage t
-    with the t-th. ``precision`` is ``"auto"``, ``"f32"`` or ``"bf16"``; ``threads`` sets
+    ``y`` is B×3×h×w in [0, 1] (batch items run one after another). ``kernel`` None runs blind;
+    otherwise it is what the model's forward takes (KXNet: ``stage_kernels`` K¹…K^T of a blind
+    run, passed back for other crops of the same image; a p×p / B×p×p kernel runs every stage
+    with it; a list of T such kernels runs stage t with the t-th). ``precision`` is ``"auto"``, ``"f32"`` or ``"bf16"``; ``threads`` sets
     ``INFERENCE_NUM_THREADS`` (None: OpenVINO's default, all cores). The weights are
     fingerprinted once, here: do not change the model while the runner is in use. Compiled
     models and their infer requests are shared by runners of the same weights, so call them
     from one thread at a time.
     """
 
-    def __init__(self, model: KXNet, precision: str = "auto", threads: int | None = None,
+    def __init__(self, model: torch.nn.Module, precision: str = "auto", threads: int | None = None,
                  cache_dir: str | os.PathLike | None = None, snap: int = 0):
-        if not isinstance(model, KXNet):
-            raise TypeError(f"OpenVINORunner takes a plain KXNet (not an optimize()d one), got {type(model).__name__}")
+        try:
+            arch = architecture_of(model)
+        except TypeError:
+            arch = None
+        if arch is None or arch.fast_engine is None:
+            able = ", ".join(a.label or a.name for a in architectures() if a.fast_engine is not None)
+            raise TypeError(f"OpenVINORunner takes a plain model of a method with a compiled engine ({able}; "
+                            f"not an optimize()d one), got {type(model).__name__}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if threads is not None and int(threads) < 1:
@@ -155,8 +158,9 @@ class OpenVINORunner:
             model = copy.deepcopy(model).to("cpu", torch.float32)   # Module.to works in place
         self.model = model
         self.config = model.config
-        self.scale = model.config.scale
-        self.kernel_size = model.config.kernel_size
+        self.engine = arch.fast_engine(model)
+        self.scale = self.engine.scale
+        self.kernel_size = self.engine.kernel_size
         self.fingerprint = weights_fingerprint(model)
         self.requested_precision = precision
         self.requested_threads = None if threads is None else int(threads)
@@ -215,12 +219,9 @@ class OpenVINORunner:
         blind = kernel is None
         y = self._check_image(y)
         b, _, h, w = y.shape
-        kernels = None if blind else self._stage_kernels(kernel, b)   # B×T×p×p float32
-        p = self.kernel_size if blind else kernels.shape[-1]
-        if self.scale * min(h, w) <= p // 2:
-            raise ValueError(f"LR image {h}×{w} is too small for {p}×{p} kernels at ×{self.scale}")
-        if blind and self.model.K_estimator is not None:
-            self.model.K_estimator.check_size(h, w)
+        condition = None if blind else self.engine.condition(kernel, b)   # B×… float32, last axis p
+        p = self.kernel_size if blind else condition.shape[-1]
+        self.engine.check(h, w, p, blind)
 
         if self.snap:
             ph, pw = -(-h // self.snap) * self.snap, -(-w // self.snap) * self.snap
@@ -228,19 +229,18 @@ class OpenVINORunner:
                 y = torch.nn.functional.pad(y, (0, pw - w, 0, ph - h), mode="replicate")
         entry = self._entry(tuple(y.shape[-2:]), blind, p)
         images = y.numpy()
-        srs, stage_kernels = [], []
+        srs, estimates = [], []
+        last = len(entry.compiled.outputs) - 1
         for i in range(b):
             inputs = {0: np.ascontiguousarray(images[i:i + 1])}
             if not blind:
-                inputs[1] = np.ascontiguousarray(kernels[i:i + 1])
+                inputs[1] = np.ascontiguousarray(condition[i:i + 1])
             entry.request.infer(inputs)
             srs.append(torch.from_numpy(entry.request.get_output_tensor(0).data.copy()))
-            if blind:
-                stage_kernels.append(torch.from_numpy(entry.request.get_output_tensor(2).data.copy()))
-        per_stage = torch.cat(stage_kernels) if blind else torch.from_numpy(kernels)
-        stages = list(per_stage.unbind(dim=1))
+            if blind:   # the blind graph's last output: its estimate, as the non-blind one takes it
+                estimates.append(torch.from_numpy(entry.request.get_output_tensor(last).data.copy()))
         sr = torch.cat(srs)[..., : self.scale * h, : self.scale * w]
-        return SROutput(sr, stages[-1], [], stages)
+        return self.engine.output(sr, torch.cat(estimates) if blind else torch.from_numpy(condition))
 
     def compiled_model(self, size: tuple[int, int], blind: bool = True, kernel_size: int | None = None):
         """The ``openvino.CompiledModel`` for LR ``size`` (from memory, disk, or built now)."""
@@ -256,30 +256,6 @@ class OpenVINORunner:
         if not torch.isfinite(y).all():
             raise ValueError("LR image has non-finite values (NaN or ±inf)")
         return y
-
-    def _stage_kernels(self, kernel, b: int) -> np.ndarray:
-        """``kernel`` as KXNet.forward takes it → a B×T×p×p float32 array."""
-        t_count = self.config.stages
-        if isinstance(kernel, (list, tuple)):
-            if len(kernel) != t_count:
-                raise ValueError(f"expected {t_count} per-stage kernels, got {len(kernel)}")
-            per_stage = [self._kernel_batch(k, b) for k in kernel]
-            if len({k.shape for k in per_stage}) != 1:
-                raise ValueError("per-stage kernels must all have the same size")
-        else:
-            per_stage = [self._kernel_batch(kernel, b)] * t_count
-        return torch.stack(per_stage, dim=1).numpy()
-
-    @staticmethod
-    def _kernel_batch(k, b: int) -> torch.Tensor:
-        k = torch.as_tensor(k).detach().to("cpu", torch.float32)
-        if k.dim() == 2:
-            k = k.unsqueeze(0)
-        if k.dim() != 3 or k.shape[-1] != k.shape[-2] or k.shape[-1] % 2 != 1 or k.shape[0] not in (1, b):
-            raise ValueError(f"a kernel must be p×p or B×p×p with odd p (B = {b}), got shape {tuple(k.shape)}")
-        if not torch.isfinite(k).all():
-            raise ValueError("kernel has non-finite values (NaN or ±inf)")
-        return k.expand(b, -1, -1).contiguous()
 
     # -- caches -----------------------------------------------------------------------
 
@@ -343,20 +319,14 @@ class OpenVINORunner:
         return _Entry(compiled, compiled.create_infer_request())
 
     def _convert(self, size, blind, p):
-        """The static-shape graph, traced and converted by OpenVINO's PyTorch frontend."""
-        h, w = size
-        y = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
-        if blind:
-            net, example = ExportableKXNet(self.model, size, stage_kernels=True), (y,)
-        else:
-            k = torch.full((1, self.config.stages, p, p), 1.0 / (p * p))
-            net, example = NonBlindExportableKXNet(self.model, size, p), (y, k)
+        """The engine's static-shape graph, traced and converted by OpenVINO's PyTorch frontend."""
+        net, example = self.engine.graph(size, blind, p)
         with torch.no_grad(), warnings.catch_warnings():
-            # TracerWarnings from KENet's input checks, which hold for this fixed size
+            # TracerWarnings from input checks (KENet's), which hold for this fixed size
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(net.eval(), example, check_trace=False)
             model = _ov().convert_model(traced, example_input=example)
-        _keep_f32_outside_x_prox(model, self.config.stages)
+        self.engine.keep_precise(model)
         return model
 
     @staticmethod
@@ -377,19 +347,3 @@ class OpenVINORunner:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-
-def _keep_f32_outside_x_prox(model, stages: int) -> None:
-    """Mark every node but the X-steps' prox nets "precise": a bf16 compile keeps them f32.
-
-    Set from Python the mark is a plain string; ``save_model`` turns it into OpenVINO's
-    attribute, so it works only on a model read back from its saved IR."""
-    convs = [n for n in model.get_ordered_ops()
-             if n.get_type_name() == "Convolution" and n.get_friendly_name().startswith(_BF16_SCOPE)]
-    if len(convs) != _PROX_CONVS * stages:
-        warnings.warn(f"found {len(convs)} of the {_PROX_CONVS * stages} X-prox convolutions by name in the "
-                      "converted graph (this OpenVINO names nodes differently): a bf16 compile will run "
-                      "the whole graph in bf16", RuntimeWarning, stacklevel=3)
-        return
-    for node in model.get_ordered_ops():
-        if not node.get_friendly_name().startswith(_BF16_SCOPE):
-            node.get_rt_info()["precise_0"] = ""

@@ -1,11 +1,13 @@
 """Model architectures by name (:func:`create_model`), their weights (:func:`load_model`) and
 the one front door from a user's model argument to a ready model (:func:`resolve`).
 
-Importing this package registers every method: each module registers its factories and its
-:class:`Architecture` (what the method is and what it can do) when imported, so a new method
-is one new module listed below.
+Each method is a package (``kxnet/models/<method>/``: its network, its objective, its
+:class:`Architecture` descriptor); :mod:`.methods` lists them, and :mod:`.registry` looks them
+up. :func:`register_architecture` / :func:`unregister_architecture` add and remove a method from
+outside (docs/adding-a-method.md).
 """
 
+from .architecture import Objective
 from .registry import (
     Architecture,
     architecture,
@@ -18,10 +20,10 @@ from .registry import (
     list_models,
     register_architecture,
     register_model,
+    unregister_architecture,
 )
 from .output import SROutput
 from .kxnet import KXNet, KXNetConfig, KXNetLoss, KXNetOutput, grow_stages, with_estimator
-from . import kxnet_arch  # noqa: F401  (KXNet's descriptor: beside the network and its fused path)
 from .bicubic import Bicubic, BicubicConfig
 from .dan import DAN, DANConfig, DANLoss
 from .dcls import DCLS, DCLSConfig, DCLSLoss
@@ -51,6 +53,7 @@ __all__ = [
     "KXNetLoss",
     "KXNetOutput",
     "ModelLoadError",
+    "Objective",
     "ResolvedModel",
     "SROutput",
     "ScaleMismatchError",
@@ -74,5 +77,6 @@ __all__ = [
     "resolve",
     "resolve_weights",
     "save_model",
+    "unregister_architecture",
     "with_estimator",
 ]

@@ -1,8 +1,8 @@
 """Training: typed recipes, on-the-fly degraded batches, Eq. 12 loss, resumable checkpoints, DDP.
 
 Knows losses and loops for any registered model with the shared output contract (each
-architecture's objective: :mod:`.loss`, :mod:`.loss_dan`, :mod:`.loss_usrnet`, :mod:`.loss_kenet`);
-the architectures themselves stay pure ``nn.Module``s (:mod:`kxnet.models`).
+architecture's objective is on its descriptor, in its package under :mod:`kxnet.models`;
+:mod:`.loss` finds it); the networks themselves stay pure ``nn.Module``s.
 """
 
 from .checkpoint import export_weights, latest_checkpoint, load_state
@@ -22,11 +22,11 @@ from .config import (
 )
 from .data import HRImagePool, StepBatchSampler, TrainingSamples, build_loader, sample_seed
 from .ema import ModelEMA
+from ..models.dan.loss import dan_loss
+from ..models.dcls.loss import dcls_loss
+from ..models.kenet.loss import attention_loss
+from ..models.usrnet.loss import usrnet_loss
 from .loss import kxnet_loss, stage_weights
-from .loss_dan import dan_loss
-from .loss_dcls import dcls_loss
-from .loss_kenet import attention_loss
-from .loss_usrnet import usrnet_loss
 from .optim import build_optimizer, lr_factor
 from .trainer import Trainer, read_metrics, train
 

@@ -484,7 +484,8 @@ def _model_section(model: dict) -> dict:
 def _loss_weights(model: ModelConfig, raw):
     """``train.loss`` as the architecture's loss-weights dataclass (None for a method trained
     as separate parts, which has none); a key of no method is refused with the known ones."""
-    cls = model.architecture.loss
+    objective = model.architecture.objective
+    cls = objective.weights if objective is not None else None
     raw = dict(raw or {})
     names = [f.name for f in fields(cls)] if cls is not None else []
     for k in raw:

@@ -1,129 +1,27 @@
 """Training objectives: how each architecture is run on a training batch and scored.
 
-An :class:`Objective` pairs a forward (``model(batch["lr"])`` for blind methods; a non-blind
-method may read the true kernel and noise level from the batch) with a loss on the
-:class:`~kxnet.models.SROutput`. The trainer looks the objective up by the model's registered
-architecture, so it holds no method-specific code.
-
-KXNet's is paper Eq. 12 as the release computes it (docs/kxnet.md, docs/training.md):
-``L = Σ_t α_t·L1(X^t, X) + β_t·L1(K^t, K)`` over the stages t = 1…T, with mean-reduced L1
-(``nn.L1Loss``), α_t = β_t = 0.1 for t < T and 1 for the last stage. ``monotone_weight`` μ > 0
-adds μ·Σ_{t≥2} mean_b relu(L1_b(X^t, X) − L1_b(X^{t−1}, X)), per sample b, stage t−1's term
-detached: a stage is charged for every image it leaves worse than the one before (a batch mean
-would let the noisy samples, where later stages gain most, hide the clean ones), and the earlier
-stage cannot pay by getting worse.
+Each method's :class:`~kxnet.models.Objective` is on its descriptor (``Architecture.objective``,
+in the method's package: ``kxnet/models/<method>/loss.py``): a forward (``model(batch["lr"])``
+for blind methods; a non-blind method may read the true kernel and noise level from the batch)
+and a loss on the :class:`~kxnet.models.SROutput`. The trainer asks :func:`objective_for` for
+the model's, so it holds no method-specific code. The names below stay importable from here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..models.kxnet import KXNetLoss
+from ..models import architecture_of
+from ..models.architecture import Batch, Objective, bare_model, blind_forward, widen
+from ..models.kxnet.loss import kxnet_loss, stage_weights
 
-__all__ = ["Objective", "bare_model", "blind_forward", "kxnet_loss", "objective_for", "register_objective",
-           "stage_weights", "widen"]
-
-Batch = dict[str, torch.Tensor]   # "lr", "hr", "kernel" (B×p×p), "noise" (σn, 8-bit units), on the device
-
-
-def widen(t: torch.Tensor) -> torch.Tensor:
-    """At least float32: autocast (bf16/fp16) outputs are scored in float32, float64 stays float64."""
-    return t.to(torch.promote_types(t.dtype, torch.float32))
-
-
-def bare_model(model: nn.Module) -> nn.Module:
-    """The model inside ``DistributedDataParallel`` / ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def blind_forward(model: nn.Module, batch: Batch):
-    return model(batch["lr"])
-
-
-@dataclass(frozen=True)
-class Objective:
-    """``loss(output, batch, weights) → (total, parts)``; ``parts`` holds detached scalars
-    ``total``, ``image`` and ``kernel`` (zero where a method has no such term) for the logs."""
-
-    loss: Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
-    forward: Callable[[nn.Module, Batch], object] = blind_forward
-    # ``train.nonblind``: the forward given the true kernels, for methods where that trains the
-    # restoration part usefully (None: the recipe option is refused for the method)
-    nonblind_forward: Callable[[nn.Module, Batch], object] | None = None
-
-
-_objectives: dict[str, Objective] = {}
-
-
-def register_objective(arch_name: str, objective: Objective) -> Objective:
-    if arch_name in _objectives:
-        raise ValueError(f"an objective for {arch_name!r} is already registered")
-    _objectives[arch_name] = objective
-    return objective
+__all__ = ["Batch", "Objective", "bare_model", "blind_forward", "kxnet_loss", "objective_for", "stage_weights",
+           "widen"]
 
 
 def objective_for(model: nn.Module) -> Objective:
     """The objective of ``model``'s registered architecture."""
-    from ..models import architecture_of
-
-    name = architecture_of(model).name
-    if name not in _objectives:
-        raise ValueError(f"no training objective is registered for {name!r}")
-    return _objectives[name]
-
-
-def stage_weights(stages: int, weight: float, last_weight: float) -> list[float]:
-    """``[weight] * (T−1) + [last_weight]``."""
-    if stages < 1:
-        raise ValueError(f"stages must be ≥ 1, got {stages}")
-    return [float(weight)] * (stages - 1) + [float(last_weight)]
-
-
-def kxnet_loss(output, hr: torch.Tensor, kernel: torch.Tensor,
-               weights: KXNetLoss | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Eq. 12 on a :class:`~kxnet.models.KXNetOutput`; returns ``(total, parts)``.
-
-    ``parts`` holds the (detached) last-stage terms ``image`` and ``kernel`` and the ``total``.
-    The terms are computed in float32 even when the forward ran under autocast. A model without
-    stage lists (a baseline) is scored on ``sr`` (and ``kernel`` if it estimates one) alone.
-    """
-    w = weights or KXNetLoss()
-    images = list(output.stage_images) or [output.sr]
-    kernels = list(output.stage_kernels) or ([output.kernel] if output.kernel is not None else [])
-    hr = hr.float()
-    kernel = kernel.float()
-    total = hr.new_zeros(())
-    image_terms = [F.l1_loss(x.float(), hr) for x in images]
-    for a, term in zip(stage_weights(len(images), w.image_weight, w.image_weight_last), image_terms):
-        total = total + a * term
-    if w.monotone_weight > 0:
-        per_sample = [(x.float() - hr).abs().flatten(1).mean(dim=1) for x in images]
-        for before, after in zip(per_sample, per_sample[1:]):
-            total = total + w.monotone_weight * F.relu(after - before.detach()).mean()
-    kernel_terms = [F.l1_loss(k.float(), kernel) for k in kernels]
-    if kernel_terms:
-        for b, term in zip(stage_weights(len(kernels), w.kernel_weight, w.kernel_weight_last), kernel_terms):
-            total = total + b * term
-    parts = {
-        "total": total.detach(),
-        "image": image_terms[-1].detach(),
-        "kernel": kernel_terms[-1].detach() if kernel_terms else hr.new_zeros(()),
-    }
-    return total, parts
-
-
-register_objective("kxnet", Objective(
-    loss=lambda out, batch, w: kxnet_loss(out, batch["hr"], batch["kernel"], w),
-    nonblind_forward=lambda model, batch: model(batch["lr"], kernel=batch["kernel"]),
-))
+    arch = architecture_of(model)
+    if arch.objective is None:
+        raise ValueError(f"no training objective is registered for {arch.name!r}")
+    return arch.objective

@@ -10,7 +10,7 @@ Half-quadratic splitting of ``min_x ½‖y − (x ⊛ k)↓s‖² + λΦ(x)`` un
 Module names follow the release (``p.*`` the ResUNet, ``h.*`` HyPaNet; the release's ``d`` has
 no parameters), so ``torch.save(model.state_dict())`` is the release's layout and the authors'
 ``.pth`` files load without renaming. A pure architecture: the loss is in
-:mod:`kxnet.train.loss_usrnet`.
+:mod:`kxnet.models.usrnet.loss`.
 
 **Kernel orientation.** ``forward`` takes the kernel as everything in this project does: in
 the orientation of :func:`kxnet.physics.blur` (cross-correlation, centre ``(p−1)/2``). The
@@ -30,10 +30,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..physics import psf_of_kernel, sfold_solve, sfold_system
-from .output import SROutput
-from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_model
+from ...physics import psf_of_kernel, sfold_solve, sfold_system
+from ..output import SROutput
+from ..config import MethodConfig
 
 __all__ = ["USRNetConfig", "USRNet", "ResUNet", "HyPaNet", "estimate_noise_level", "usrnet", "usrnet_tiny",
            "TINY_USRNET"]
@@ -232,13 +231,11 @@ class USRNet(nn.Module):
         return t.expand(b).reshape(b, 1, 1, 1)
 
 
-@register_model
 def usrnet(scale: int = 4, setting: int = 2, **config) -> USRNet:
     """USRNet, the released size by default; ``config`` takes the other :class:`USRNetConfig` fields."""
     return USRNet(USRNetConfig(scale=scale, setting=setting, **config))
 
 
-@register_model(arch="usrnet")
 def usrnet_tiny(scale: int = 4, setting: int = 2, **config) -> USRNet:
     """USRNet-tiny (KAIR's ``train_usrnet.json``): 6 iterations, widths 16/32/64/64, HyPaNet 32."""
     return usrnet(scale=scale, setting=setting, **{**TINY_USRNET, **config})
@@ -283,11 +280,3 @@ class USRNetLoss:
     """KAIR's loss: ``image_weight_last``·L1(x_n, X) on the last iteration (docs/kenet_usrnet.md)."""
 
     image_weight_last: float = 1.0
-
-
-register_architecture(Architecture(
-    name="usrnet", model_class=USRNet, config_class=USRNetConfig,
-    detect=_is_usrnet_state, infer_config=_infer_usrnet_config,
-    summary=lambda c: f"{c.n_iter} iterations, widths {'/'.join(map(str, c.nc))}, non-blind",
-    blind=False, noise_input=True, loss=USRNetLoss, label="USRNet",
-))

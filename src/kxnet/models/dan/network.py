@@ -12,7 +12,7 @@ stored as the buffer ``encoder`` so that a checkpoint carries the basis its code
 Module and buffer names follow the release (``DANv1/models/modules/dan_arch.py``), so
 ``torch.save(model.state_dict())`` of a release-configured DAN is the release's layout and the
 release's state dicts load without renaming. A pure architecture: the loss lives in
-:mod:`kxnet.train.loss_dan`.
+:mod:`kxnet.models.dan.loss`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..kernels import kernel_pca, kernel_size, setting_of_kernel_size
-from .output import SROutput
-from .config import MethodConfig
-from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
+from ...kernels import kernel_pca, kernel_size, setting_of_kernel_size
+from ..output import SROutput
+from ..config import MethodConfig
+from ..architecture import count_indexed
 
 __all__ = ["DANConfig", "DAN", "Restorer", "Estimator", "dan"]
 
@@ -239,7 +239,6 @@ class DAN(nn.Module):
         return code.expand(b, -1)
 
 
-@register_scale_variants
 def dan(scale: int = 4, setting: int = 2, **config) -> DAN:
     """DANv1 at any scale and setting; ``config`` takes the other :class:`DANConfig` fields."""
     return DAN(DANConfig(scale=scale, setting=setting, **config))
@@ -300,12 +299,3 @@ class DANLoss:
 
     image_weight_last: float = 1.0
     code_weight: float = 1.0
-
-
-register_architecture(Architecture(
-    name="dan", model_class=DAN, config_class=DANConfig,
-    detect=_is_dan_state, infer_config=_infer_dan_config,
-    summary=lambda c: f"{c.nb} blocks, {c.kernel_size}×{c.kernel_size} kernels, {c.code_length}-long codes",
-    # forward(kernel=) takes a code (the condition) or an HR kernel it encodes
-    loss=DANLoss, label="DAN",
-))

@@ -12,10 +12,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.usrnet import USRNetLoss
-from .loss import Batch, Objective, register_objective, widen
+from ..architecture import Batch, Objective, widen
+from .network import USRNetLoss
 
-__all__ = ["usrnet_forward", "usrnet_loss"]
+__all__ = ["USRNET_OBJECTIVE", "usrnet_forward", "usrnet_loss"]
 
 
 def usrnet_forward(model: nn.Module, batch: Batch):
@@ -31,5 +31,5 @@ def usrnet_loss(output, hr: torch.Tensor, weights: USRNetLoss | None = None):
     return total, {"total": total.detach(), "image": image.detach(), "kernel": image.new_zeros(()).detach()}
 
 
-register_objective("usrnet", Objective(loss=lambda out, batch, w: usrnet_loss(out, batch["hr"], w),
-                                       forward=usrnet_forward))
+USRNET_OBJECTIVE = Objective(loss=lambda out, batch, w: usrnet_loss(out, batch["hr"], w),
+                             forward=usrnet_forward, weights=USRNetLoss)

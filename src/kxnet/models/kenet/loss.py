@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from ..models.kenet import KENetLoss
-from .loss import Objective, register_objective, widen
+from ..architecture import Objective, widen
+from .network import KENetLoss
 
-__all__ = ["attention_loss"]
+__all__ = ["KENET_OBJECTIVE", "attention_loss"]
 
 
 def attention_loss(estimate: torch.Tensor, target: torch.Tensor, weights: KENetLoss | None = None):
@@ -32,4 +32,5 @@ def attention_loss(estimate: torch.Tensor, target: torch.Tensor, weights: KENetL
     return total, {"total": total.detach(), "image": plain.new_zeros(()).detach(), "kernel": plain.detach()}
 
 
-register_objective("kenet", Objective(loss=lambda out, batch, w: attention_loss(out.kernel, batch["kernel"], w)))
+KENET_OBJECTIVE = Objective(loss=lambda out, batch, w: attention_loss(out.kernel, batch["kernel"], w),
+                            weights=KENetLoss)

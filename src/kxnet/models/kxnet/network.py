@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size, setting_of_kernel_size
-from ..physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
-from .output import SROutput
-from .config import MethodConfig
-from .registry import count_indexed, register_scale_variants
+from ...kernels import SCALES, auxiliary_bank, initial_kernel, kernel_size, setting_of_kernel_size
+from ...physics import back_project, bicubic_upsample, blur_downsample, blur_downsample_adjoint, kernel_gradient
+from ..output import SROutput
+from ..config import MethodConfig
+from ..architecture import count_indexed
+from ..kenet.network import KENet, KENetConfig, infer_kenet_config
 
 __all__ = [
     "MODES",
@@ -106,8 +107,6 @@ class KXNetConfig(MethodConfig):
     def estimator_config(self):
         """The K⁰ estimator's :class:`~kxnet.models.kenet.KENetConfig` (its kernels are this
         model's size), or None."""
-        from .kenet import KENetConfig   # here, so that KXNet stays the first architecture registered
-
         if self.estimator is None:
             return None
         if not isinstance(self.estimator, dict) or set(self.estimator) - set(_ESTIMATOR_FIELDS):
@@ -241,7 +240,7 @@ class KXNet(nn.Module):
         # stays out of the state dict (the release builds it per call).
         self.register_buffer("initial_kernel", initial_kernel(c.kernel_size), persistent=False)
         # registered last, so the release's keys keep their order in the state dict
-        self.K_estimator = None if c.estimator is None else _kenet_class()(c.estimator_config())
+        self.K_estimator = None if c.estimator is None else KENet(c.estimator_config())
 
     @property
     def scale(self) -> int:
@@ -322,12 +321,6 @@ def grow_stages(model: KXNet, stages: int) -> KXNet:
     return grown.train(model.training)
 
 
-def _kenet_class():
-    from .kenet import KENet
-
-    return KENet
-
-
 def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False) -> KXNet:
     """``model`` with ``estimator`` (a separately trained KENet of the same scale, setting and
     kernel size) giving K⁰; the trained stages are kept as they are.
@@ -336,7 +329,7 @@ def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False
     prox net's last convolution zeroed, so the prox is the identity up to the projection): K-nets
     trained from the fixed K⁰ can learn to map any K⁰ to one kernel (docs/history/study.md), which would
     throw the estimate away before any X-step sees it. Training then starts from the estimate."""
-    if not isinstance(model, KXNet) or not isinstance(estimator, _kenet_class()):
+    if not isinstance(model, KXNet) or not isinstance(estimator, KENet):
         raise ValueError(f"needs KXNet and KENet weights, got a {type(model).__name__} and a "
                          f"{type(estimator).__name__}")
     c, e = model.config, estimator.config
@@ -358,7 +351,6 @@ def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False
     return joined.train(model.training)
 
 
-@register_scale_variants
 def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "official", **config) -> KXNet:
     """KXNet at any scale and setting; ``config`` takes the other :class:`KXNetConfig` fields."""
     return KXNet(KXNetConfig(scale=scale, setting=setting, stages=stages, mode=mode, **config))
@@ -394,8 +386,6 @@ def _infer_kxnet_config(state: dict) -> KXNetConfig:
         raise ValueError(f"X-net width {c_x} matches no scale (expected 6s²+{3 + aux_x})")
     estimator = None
     if any(k.startswith(_ESTIMATOR + ".") for k in state):
-        from .kenet import infer_kenet_config
-
         e = infer_kenet_config(state, prefix=_ESTIMATOR + ".")
         if e.kernel_size != p:
             raise ValueError(f"the K⁰ estimator gives {e.kernel_size}×{e.kernel_size} kernels, the K-nets {p}×{p}")

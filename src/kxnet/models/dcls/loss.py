@@ -5,7 +5,7 @@ default as the release (:class:`~kxnet.models.DCLSLoss`; DCLS is single-pass, so
 is its last "stage"). ``k̂`` is the
 Estimator's LR-space kernel (the output's ``condition``); the target ``k_l`` is the
 reformulated kernel of the batch's clean HR patch under its true HR kernel, recomputed here
-from ``hr`` and ``kernel`` (:func:`kxnet.models.dcls_fourier.reformulated_kernel`): it is the
+from ``hr`` and ``kernel`` (:func:`kxnet.models.dcls.fourier.reformulated_kernel`): it is the
 clean, noise-free, unquantised LR the release feeds its ``CorrectionLoss``.
 
 The Restorer sees k̂ detached, so the image term trains the Restorer and the kernel term the
@@ -18,11 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models.dcls_fourier import reformulated_kernel
-from ..models.dcls import DCLSLoss
-from .loss import Objective, register_objective
+from ..architecture import Objective
+from .fourier import reformulated_kernel
+from .network import DCLSLoss
 
-__all__ = ["dcls_loss"]
+__all__ = ["DCLS_OBJECTIVE", "dcls_loss"]
 
 
 def dcls_loss(output, hr: torch.Tensor, kernel: torch.Tensor, scale: int,
@@ -43,4 +43,4 @@ def _loss(output, batch, weights):
     return dcls_loss(output, batch["hr"], batch["kernel"], scale, weights)
 
 
-register_objective("dcls", Objective(_loss))
+DCLS_OBJECTIVE = Objective(_loss, weights=DCLSLoss)

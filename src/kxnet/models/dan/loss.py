@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.dan import DANLoss
-from .loss import Batch, Objective, bare_model, register_objective, widen
+from ..architecture import Batch, Objective, bare_model, widen
+from .network import DANLoss
 
-__all__ = ["dan_loss"]
+__all__ = ["DAN_OBJECTIVE", "dan_loss"]
 
 
 def dan_loss(output, hr: torch.Tensor, code_target: torch.Tensor,
@@ -41,7 +41,7 @@ def _forward(model: nn.Module, batch: Batch):
     return out, target
 
 
-register_objective("dan", Objective(
+DAN_OBJECTIVE = Objective(
     loss=lambda result, batch, weights: dan_loss(result[0], batch["hr"], result[1], weights),
-    forward=_forward,
-))
+    forward=_forward, weights=DANLoss,
+)

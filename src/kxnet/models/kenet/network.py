@@ -17,7 +17,7 @@ KENet estimates only the kernel, in the project's orientation (it is trained aga
 kernels :func:`kxnet.physics.blur` applies). :meth:`KENet.estimate` is the estimator; ``forward``
 wraps it in the shared SR contract with the bicubic image as ``sr``, so that training,
 validation and ``kxnet eval`` can score the estimate (kernel PSNR) like any other method. The SR
-model is the pair :mod:`kxnet.models.kenet_usrnet`. The loss is :mod:`kxnet.train.loss_kenet`.
+model is the pair :mod:`kxnet.models.kenet_usrnet`. The loss is :mod:`kxnet.models.kenet.loss`.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..physics import bicubic_upsample
-from .output import SROutput
-from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_model
+from ...physics import bicubic_upsample
+from ..output import SROutput
+from ..config import MethodConfig
 
 __all__ = ["KENetConfig", "KENet", "kenet", "PAPER_CHANNELS", "DOUBLING_CHANNELS"]
 
@@ -122,7 +121,6 @@ class KENet(nn.Module):
         return SROutput(bicubic_upsample(y, self.config.scale), k, [], [], condition=k)
 
 
-@register_model
 def kenet(scale: int = 4, setting: int = 2, **config) -> KENet:
     """KENet (our reading of the paper); ``config`` takes the other :class:`KENetConfig` fields."""
     return KENet(KENetConfig(scale=scale, setting=setting, **config))
@@ -163,12 +161,3 @@ class KENetLoss:
 
     att_lambda: tuple[float, float] = (0.01, 0.1)
     att_rho: tuple[float, float, float] = (0.01, 0.1, 1.0)
-
-
-register_architecture(Architecture(
-    name="kenet", model_class=KENet, config_class=KENetConfig,
-    detect=_is_kenet_state, infer_config=infer_kenet_config,
-    summary=lambda c: f"kernel estimator, widths {'/'.join(map(str, c.channels))}, "
-                      f"{c.kernel_size}×{c.kernel_size} kernels",
-    loss=KENetLoss, label="KENet",
-))

@@ -4,13 +4,13 @@ Super-Resolution") as the authors' release ``megvii-research/DCLS-SR`` computes 
 
 Single pass: the **Estimator** (a dynamic deep linear kernel, DDLK) predicts an *LR-space*
 kernel k̂ (B×1×p×p, sum 1) from the LR image; the **Restorer** deconvolves LR features by k̂
-with a learned constrained-least-squares filter (:func:`~.dcls_fourier.cls_deconvolve`), fuses
+with a learned constrained-least-squares filter (:func:`~.fourier.cls_deconvolve`), fuses
 them with the primitive features in a dual-path attention network (DPAN) and upsamples. The
 Restorer sees k̂ detached, so each half learns from its own loss term only.
 
 Parameter names are the release's, so its state dicts load with no renaming. A pure
-architecture: the training target (:func:`~.dcls_fourier.reformulated_kernel`) and loss live in
-:mod:`kxnet.train.loss_dcls`.
+architecture: the training target (:func:`~.fourier.reformulated_kernel`) and loss live in
+:mod:`kxnet.models.dcls.loss`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..kernels import SCALES, setting_of_kernel_size
-from .dcls_fourier import reformulated_kernel
-from .dcls_networks import ATTENTION_REDUCTION, Estimator, Restorer
-from .output import SROutput
-from .config import MethodConfig
-from .registry import Architecture, count_indexed, register_architecture, register_scale_variants
+from ...kernels import SCALES, setting_of_kernel_size
+from .fourier import reformulated_kernel
+from .parts import ATTENTION_REDUCTION, Estimator, Restorer
+from ..output import SROutput
+from ..config import MethodConfig
+from ..architecture import count_indexed
 
 __all__ = ["DCLS", "DCLSConfig", "FILTER_STRUCTURES", "dcls"]
 
@@ -143,7 +143,6 @@ class DCLS(nn.Module):
         return reformulated_kernel(hr, kernel, self.config.scale, self.config.kernel_size)
 
 
-@register_scale_variants
 def dcls(scale: int = 4, setting: int = 2, **config) -> DCLS:
     """DCLS at any scale and setting; ``config`` takes the other :class:`DCLSConfig` fields."""
     return DCLS(DCLSConfig(scale=scale, setting=setting, **config))
@@ -226,14 +225,3 @@ class DCLSLoss:
 
     image_weight_last: float = 1.0
     kernel_weight_last: float = 1.0
-
-
-register_architecture(Architecture(
-    name="dcls", model_class=DCLS, config_class=DCLSConfig,
-    detect=_is_dcls_state, infer_config=_infer_dcls_config,
-    summary=lambda c: f"{c.kernel_size}×{c.kernel_size} LR-space kernels, {c.ng}×{c.nb} DPAB, nf {c.nf}",
-    # its estimate is an LR-space kernel: no HR kernel out, none a user could give in
-    kernel_input="condition", estimates_kernel=False,
-    oracle_condition=lambda model, hr, kernel: model.oracle_condition(hr, kernel),
-    loss=DCLSLoss, label="DCLS",
-))

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from .kenet import KENet, KENetConfig, infer_kenet_config
-from .output import SROutput
-from .config import MethodConfig
-from .registry import Architecture, register_architecture, register_scale_variants
-from .usrnet import USRNet, USRNetConfig, _infer_usrnet_config
+from ..architecture import Architecture, scale_variants
+from ..config import MethodConfig
+from ..kenet.network import KENet, KENetConfig, infer_kenet_config
+from ..output import SROutput
+from ..usrnet.network import USRNet, USRNetConfig, _infer_usrnet_config
 
-__all__ = ["KENetUSRNetConfig", "KENetUSRNet", "combine", "kenet_usrnet"]
+__all__ = ["KENET_USRNET_ARCH", "KENetUSRNetConfig", "KENetUSRNet", "combine", "kenet_usrnet"]
 
 _SHARED = ("scale", "setting", "kernel_size")
 
@@ -114,7 +114,6 @@ def combine(kenet: KENet, usrnet: USRNet) -> KENetUSRNet:
     return pair.to(next(kenet.parameters()).device)
 
 
-@register_scale_variants
 def kenet_usrnet(scale: int = 4, setting: int = 2, kenet: dict | None = None, usrnet: dict | None = None,
                  **config) -> KENetUSRNet:
     """The pair; ``kenet`` / ``usrnet`` hold the parts' own fields (e.g. ``usrnet=TINY_USRNET``)."""
@@ -136,11 +135,13 @@ def _infer_pair_config(state: dict) -> KENetUSRNetConfig:
     return _pair_config(kc, uc)
 
 
-register_architecture(Architecture(
+KENET_USRNET_ARCH = Architecture(
     name="kenet_usrnet", model_class=KENetUSRNet, config_class=KENetUSRNetConfig,
-    detect=_is_pair_state, infer_config=_infer_pair_config,
+    detect=_is_pair_state, infer_config=_infer_pair_config, factories=scale_variants(kenet_usrnet),
     summary=lambda c: f"KENet {'/'.join(map(str, c.kenet['channels']))} + USRNet {c.usrnet['n_iter']} iterations, "
                       f"{c.kernel_size}×{c.kernel_size} kernels",
     detect_priority=10,   # its state holds a KENet's and a USRNet's keys: recognise the pair first
     noise_input=True, label="KENet+USRNet",   # trained as two models (no objective of its own)
-))
+    tiny=lambda scale: {"scale": scale, "setting": 2, "kenet": {"channels": [8, 8, 8, 8], "fc": 16},
+                        "usrnet": {"n_iter": 2, "nc": [8, 8, 8, 8], "nb": 1, "h_nc": 8}},
+)

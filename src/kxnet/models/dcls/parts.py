@@ -3,7 +3,7 @@
 * :class:`Estimator` — the dynamic deep linear kernel (DDLK): per-image filters of a few
   linear layers, collapsed into one LR-space kernel;
 * :class:`Restorer` — deep constrained least squares in feature space
-  (:func:`~.dcls_fourier.cls_deconvolve`) followed by the dual-path attention network (DPAN)
+  (:func:`~.fourier.cls_deconvolve`) followed by the dual-path attention network (DPAN)
   and the upsampler.
 
 All LeakyReLU slopes are 0.1. Initialisation follows the release (Kaiming-normal, fan-in).
@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dcls_fourier import cls_deconvolve
+from .fourier import cls_deconvolve
 
 __all__ = ["Estimator", "Restorer"]
 

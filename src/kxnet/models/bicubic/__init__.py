@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from ..physics import bicubic_upsample
-from .config import MethodConfig
-from .output import SROutput
-from .registry import Architecture, register_architecture, register_model
+from ...physics import bicubic_upsample
+from ..config import MethodConfig
+from ..output import SROutput
+from ..architecture import Architecture
 
-__all__ = ["Bicubic", "BicubicConfig", "bicubic"]
+__all__ = ["BICUBIC_ARCH", "Bicubic", "BicubicConfig", "bicubic"]
 
 
 @dataclass
@@ -37,7 +37,6 @@ class Bicubic(nn.Module):
         return SROutput(bicubic_upsample(y, self.scale), None, [], [])
 
 
-@register_model
 def bicubic(scale: int = 4, setting: int = 2) -> Bicubic:
     """``setting`` is accepted (and ignored) so callers can build any model from the same arguments."""
     return Bicubic(BicubicConfig(scale=scale, setting=setting))
@@ -47,8 +46,9 @@ def _no_weights(state: dict) -> BicubicConfig:
     raise ValueError("bicubic has no weights to read")
 
 
-register_architecture(Architecture(
+BICUBIC_ARCH = Architecture(
     name="bicubic", model_class=Bicubic, config_class=BicubicConfig,
-    detect=lambda state: False, infer_config=_no_weights, summary=lambda c: "interpolation",
+    detect=lambda state: False, infer_config=_no_weights, factories=(bicubic,), summary=lambda c: "interpolation",
     kernel_input=None, estimates_kernel=False, min_input_side=1, label="Bicubic",
-))
+    tiny=lambda scale: {"scale": scale},
+)
