@@ -3,13 +3,16 @@ command with auto against `--regions off`, side by side, and whether the outputs
 
     python benchmarks/regions_cost.py                       # 256² and 600×400 LR, ×2 and ×4
     python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --repeats 3
+    python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --against 5b39a41   # and an older default
 
 The photo: the centre of a training wallpaper (upsampled where it is smaller than the HR size
 asked for), blurred uniformly with one setting-2 benchmark kernel and decimated, noise-free.
 Each run is a fresh `kxnet sr --backend torch` process with OMP_NUM_THREADS=1; auto and off
 alternate, the median of ``--repeats`` is printed with the ratio, the sidecar's account of the
 decision (probes, their spread, whether the grid was completed) and whether the two PNGs are
-identical.
+identical. ``--against REF`` also runs the default (auto) of the code at git revision REF (a
+worktree of it, on ``PYTHONPATH``) in the same rounds: the speed-up of today's default over it.
+Set ``KXNET_HIDE_CPU_FLAGS=bf16`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` to run as a CPU without bf16.
 """
 
 from __future__ import annotations
@@ -30,11 +33,14 @@ import torch
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "wallpapers"
 
 
-def _sr(image: Path, out: Path, scale: int, regions: str) -> float:
+def _sr(image: Path, out: Path, scale: int, regions: str, src: Path | None = None) -> float:
     cmd = [sys.executable, "-m", "kxnet", "sr", str(image), "-o", str(out), "--scale", str(scale), "--regions", regions,
            "--backend", "torch", "--overwrite", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-2000:]}")
     return time.perf_counter() - t0
@@ -63,30 +69,49 @@ def main() -> int:
     ap.add_argument("--photo", type=Path, default=DATA / "lomiri16_picosdeeuropa_by_Aitzol_Berasategi.png")
     ap.add_argument("--kernel", type=int, default=4, help="index of the setting-2 benchmark kernel")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--against", default=None, metavar="REF", help="also time the default of git revision REF")
     args = ap.parse_args()
     from kxnet.hardware import cpu_name
 
     print(f"{cpu_name()}; torch {torch.__version__}; one thread; load {os.getloadavg()}")
-    print("| LR | scale | auto s | off s | auto / off | decided on | probe spread | same PNG |")
-    print("|---|---|---|---|---|---|---|---|")
+    ref = f" | {args.against} auto s | speed-up | same as {args.against}" if args.against else ""
+    print(f"| LR | scale | auto s | off s | auto / off | decided on | probe spread | same PNG{ref} |")
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.against else ""))
     with tempfile.TemporaryDirectory() as tmp:
+        src = None
+        if args.against:
+            tree = Path(tmp) / "ref"
+            root = Path(__file__).resolve().parents[1]
+            subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", str(tree), args.against],
+                           check=True, capture_output=True)
+            src = tree / "src"
         for size in args.sizes:
             w, h = map(int, size.split("x"))
             for s in args.scales:
                 image = Path(tmp) / f"photo_{size}_x{s}.png"
                 _photo(args.photo, s, w, h, args.kernel, image)
-                times = {"auto": [], "off": []}
+                modes = ["auto", "off"] + (["ref"] if src else [])
+                times = {m: [] for m in modes}
                 for r in range(args.repeats):
-                    for mode in (("auto", "off") if r % 2 == 0 else ("off", "auto")):
-                        times[mode].append(_sr(image, Path(tmp) / mode, s, mode))
+                    for mode in (modes if r % 2 == 0 else modes[::-1]):
+                        times[mode].append(_sr(image, Path(tmp) / mode, s, "off" if mode == "off" else "auto",
+                                               src if mode == "ref" else None))
                 a, o = (statistics.median(times[m]) for m in ("auto", "off"))
                 outs = {m: np.asarray(__import__("PIL.Image").Image.open(Path(tmp) / m / f"{image.stem}_x{s}.png"))
-                        for m in ("auto", "off")}
+                        for m in modes}
                 regions = json.loads((Path(tmp) / "auto" / f"{image.stem}_x{s}.json").read_text())["kernel"]["regions"]
                 decided = "—" if regions is None else ("probes" if regions["spread"] is None else "grid")
                 spread = "—" if regions is None else f"{regions['probe_spread']}"
+                extra = ""
+                if src:
+                    old = statistics.median(times["ref"])
+                    extra = (f" {old:.1f} | {old / a:.2f}× | "
+                             f"{'yes' if np.array_equal(outs['auto'], outs['ref']) else 'no'} |")
                 print(f"| {w}×{h} | ×{s} | {a:.1f} | {o:.1f} | {a / o:.2f} | {decided} | {spread} | "
-                      f"{'yes' if np.array_equal(outs['auto'], outs['off']) else 'no'} |", flush=True)
+                      f"{'yes' if np.array_equal(outs['auto'], outs['off']) else 'no'} |{extra}", flush=True)
+        if src:
+            subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "worktree", "remove", "--force",
+                            str(Path(tmp) / "ref")], check=False, capture_output=True)
     print(f"load {os.getloadavg()}")
     return 0
 
