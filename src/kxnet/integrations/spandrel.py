@@ -20,7 +20,8 @@ config is read from the shapes, as for an authors' file; at ×4 the blur setting
 shapes and setting 2 is assumed (for a KXNet it only names the unused initial bank).
 
 Not installed: KENet alone (a kernel estimator: its image is bicubic), USRNet alone (it needs the
-kernel as an input) and bicubic (no weights). Their files stay unsupported, as without install().
+kernel as an input) and bicubic (no weights), as their descriptors say (``not_upscaler``, ``blind``).
+Their files stay unsupported, as without install().
 """
 
 from __future__ import annotations
@@ -43,22 +44,18 @@ from ..models.loading import ModelLoadError, _dequantize_int8, _infer, _load_sta
 
 __all__ = ["BlindUpscaler", "KXNetSpandrelArch", "install", "supports"]
 
-# kxnet architectures that are not image-to-image upscalers from the image alone
-_NOT_UPSCALERS = {"kenet": "a kernel estimator: its image is bicubic", "bicubic": "no weights"}
 # What the loaded model is said to be when there is no file name to say it
 _SOURCE = "state dict given to spandrel"
 
 
 def _reduced_precision(arch: KxArchitecture, net: nn.Module) -> bool:
     """Whether ``net`` runs cast to float16 and to bfloat16 (spandrel's ``supports_half`` and
-    ``supports_bfloat16``), as measured on the CPU (tests/test_spandrel_hub.py): KXNet's and
-    DAN's convolutions do, within 0.02 of float32 on the shipped KXNets; a KENet's K⁰ (its
-    softmax kept in float32) does not enter a half-precision K-net; DCLS and USRNet work in the
-    Fourier domain, which torch's FFT does not compute in half precision on the CPU (nor cuFFT in
-    bfloat16)."""
-    if arch.name == "dan":
-        return True
-    return arch.name == "kxnet" and not any(isinstance(m, KENet) for m in net.modules())
+    ``supports_bfloat16``): its descriptor's ``half_precision``, as measured on the CPU
+    (tests/test_spandrel_hub.py): KXNet's and DAN's convolutions do, within 0.02 of float32 on
+    the shipped KXNets; a KENet's K⁰ (its softmax kept in float32) does not enter a
+    half-precision K-net; DCLS and USRNet work in the Fourier domain, which torch's FFT does not
+    compute in half precision on the CPU (nor cuFFT in bfloat16)."""
+    return bool(arch.half_precision(net.config))
 
 
 def _minimum_side(arch: KxArchitecture, net: nn.Module) -> int:
@@ -148,7 +145,7 @@ def supports() -> list[ArchSupport]:
     (the same objects on every call). No ``before``: they come after every architecture
     already in the registry."""
     for arch in architectures():
-        if arch.blind and arch.name not in _NOT_UPSCALERS and arch.name not in _ARCHES:
+        if arch.blind and not arch.not_upscaler and arch.name not in _ARCHES:
             _ARCHES[arch.name] = KXNetSpandrelArch(arch)
     return [ArchSupport.from_architecture(a) for a in _ARCHES.values()]
 

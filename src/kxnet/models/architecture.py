@@ -66,7 +66,7 @@ class Objective:
 
 # ---------------------------------------------------------------------------- the descriptor
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Architecture:
     """One method: how it is built, saved and recognised, what it can do, and its hooks.
 

@@ -275,21 +275,26 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     return model.to(device).eval()
 
 
+def _growable() -> str:
+    """The methods whose models grow (``Architecture.grow``), for messages."""
+    return ", ".join(a.label or a.name for a in architectures() if a.grow is not None)
+
+
 def load_weights_into(model: nn.Module, path_or_name: str | os.PathLike, grow: bool = False) -> nn.Module:
     """Copy the weights of a file (or shipped name) into ``model``, which keeps its own config.
 
     Fields that do not shape the weights (KXNet's mode, DAN's loops) may differ; anything else
-    is a :class:`ModelLoadError` naming the fields that differ. ``grow`` lets a KXNet file of
-    fewer stages fill a deeper model, the extra stages copies of its last (the one way stages
-    are grown: :func:`~kxnet.models.kxnet.grow_stages`)."""
-    from .kxnet import KXNet, grow_stages
-
+    is a :class:`ModelLoadError` naming the fields that differ. ``grow`` lets a file of a
+    shallower model of the same method fill a deeper one, by the method's ``grow`` hook (KXNet:
+    the extra stages copies of its last, :func:`~kxnet.models.kxnet.grow_stages`)."""
     src = load_model(path_or_name)
     if grow:
-        if not isinstance(model, KXNet):
-            raise ModelLoadError(f"{path_or_name}: growing stages applies to KXNet, not to a {type(model).__name__}")
+        arch = architecture_of(model)
+        if arch.grow is None:
+            raise ModelLoadError(f"{path_or_name}: growing stages applies to {_growable()}, not to a "
+                                 f"{type(model).__name__}")
         try:
-            src = grow_stages(src, model.config.stages)
+            src = arch.grow(src, getattr(model.config, arch.depth))
         except ValueError as e:
             raise ModelLoadError(f"{path_or_name}: {e}") from None
     if type(src) is not type(model):
@@ -309,16 +314,19 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: 
                        pass_kernel: bool = False):
     """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config.
 
-    ``stages`` grows a KXNet to that many stages, the extra ones copies of its last
-    (:func:`~kxnet.models.kxnet.grow_stages`); ``estimator`` (a KENet checkpoint) gives it
-    K⁰ per image (:func:`~kxnet.models.kxnet.with_estimator`; ``pass_kernel`` makes its
+    ``stages`` grows the model to that depth by its method's ``grow`` hook (KXNet: that many
+    stages, the extra ones copies of its last, :func:`~kxnet.models.kxnet.grow_stages`);
+    ``estimator`` (a KENet checkpoint) gives it K⁰ per image (:func:`~kxnet.models.kxnet.with_estimator`; ``pass_kernel`` makes its
     K-steps start by handing that K⁰ on)."""
-    from .kxnet import grow_stages, with_estimator
+    from .kxnet import with_estimator
 
     model = load_model(src)
     try:
         if stages is not None:
-            model = grow_stages(model, stages)
+            arch = architecture_of(model)
+            if arch.grow is None:
+                raise ValueError(f"growing stages needs {_growable()} weights, got a {type(model).__name__}")
+            model = arch.grow(model, stages)
         if estimator is not None:
             model = with_estimator(model, load_model(estimator), pass_kernel=pass_kernel)
     except ValueError as e:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 
 from ..io import atomic_write_json
+from .kxnet import PAPER_TRAINING
+from .registry import Architecture, architectures
 
 __all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "default_model", "fast_backend_close",
            "grown_note", "improved_cells", "model_zoo_markdown", "photo_default_shortfalls", "read_manifest",
@@ -23,8 +25,8 @@ __all__ = ["MANIFEST", "PAPER_TRAINING", "WeightsEntry", "cells_of_results", "de
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
-# What every one of the paper's six recipes trains with (the release's configs; docs/training.md)
-PAPER_TRAINING = {"stages": 19, "lr_patch": 64, "batch": 12, "iterations": 1_000_000}
+# PAPER_TRAINING (imported above, kept here for its callers) is what every one of the KXNet
+# paper's six recipes trains with: KXNet's descriptor's ``paper_training``, which the notes read.
 # Photo models are what `kxnet sr` runs by default once they are shipped (docs/photo.md);
 # evaluation and the benchmark keep the paper's models.
 PHOTO_MODELS = {4: "kxnet_x4.photo", 2: "kxnet_x2.photo"}
@@ -210,25 +212,35 @@ def improved_cells(new: dict, old: dict) -> list[str]:
     return sorted(k for k in shared if new[k]["psnr"] > old[k]["psnr"])
 
 
+def _architecture_of_config(config) -> Architecture | None:
+    return next((a for a in architectures() if type(config) is a.config_class), None)
+
+
 def reduced_note(recipe: dict, config, iterations: int) -> str | None:
-    """How KXNet weights and their (last) recipe fall short of the paper's training; None when
-    they do not, or for a model without stages (the other methods' papers train otherwise)."""
-    stages = getattr(config, "stages", None)
-    if stages is None:
+    """How weights and their (last) recipe fall short of their paper's training (the method's
+    ``paper_training``: KXNet's); None when they do not, or for a method without one (the other
+    methods' papers train otherwise)."""
+    arch = _architecture_of_config(config)
+    paper = arch.paper_training if arch is not None else None
+    if not paper:
         return None
     used = {"LR patch": recipe["data"]["lr_patch"], "batch": recipe["train"]["batch"], "iterations": iterations}
-    paper = {"LR patch": PAPER_TRAINING["lr_patch"], "batch": PAPER_TRAINING["batch"],
-             "iterations": PAPER_TRAINING["iterations"]}
-    short = [f"{stages} stages instead of {PAPER_TRAINING['stages']}"] if stages < PAPER_TRAINING["stages"] else []
-    short += [f"{k} {v:,} instead of {paper[k]:,}" for k, v in used.items() if v < paper[k]]
+    wanted = {"LR patch": paper["lr_patch"], "batch": paper["batch"], "iterations": paper["iterations"]}
+    depth = getattr(config, arch.depth) if arch.depth in paper else None
+    short = [f"{depth} {arch.depth} instead of {paper[arch.depth]}"] if depth is not None and depth < paper[arch.depth] else []
+    short += [f"{k} {v:,} instead of {wanted[k]:,}" for k, v in used.items() if v < wanted[k]]
     return "reduced configuration: " + ", ".join(short) if short else None
 
 
 def grown_note(recipe: dict, config) -> str | None:
     """What a recipe does not say about weights grown after training (``kxnet convert
-    --stages``): which stages were added untrained; None when the stages are the recipe's."""
-    trained = (recipe.get("model") or {}).get("stages")
-    stages = getattr(config, "stages", None)
+    --stages``, the method's ``grow``): which stages were added untrained; None when the depth
+    is the recipe's, or for a method that does not grow."""
+    arch = _architecture_of_config(config)
+    if arch is None or arch.depth is None:
+        return None
+    trained = (recipe.get("model") or {}).get(arch.depth)
+    stages = getattr(config, arch.depth, None)
     if not trained or not stages or stages <= trained:
         return None
     added = f"stage {stages} is a copy" if stages == trained + 1 else f"stages {trained + 1}–{stages} are copies"

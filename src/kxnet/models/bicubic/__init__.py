@@ -50,5 +50,6 @@ BICUBIC_ARCH = Architecture(
     name="bicubic", model_class=Bicubic, config_class=BicubicConfig,
     detect=lambda state: False, infer_config=_no_weights, factories=(bicubic,), summary=lambda c: "interpolation",
     kernel_input=None, estimates_kernel=False, min_input_side=1, label="Bicubic",
+    not_upscaler="no weights",
     tiny=lambda scale: {"scale": scale},
 )

@@ -17,7 +17,7 @@ DAN_ARCH = Architecture(
     detect=_is_dan_state, infer_config=_infer_dan_config, factories=scale_variants(dan),
     summary=lambda c: f"{c.nb} blocks, {c.kernel_size}×{c.kernel_size} kernels, {c.code_length}-long codes",
     # forward(kernel=) takes a code (the condition) or an HR kernel it encodes
-    objective=DAN_OBJECTIVE, label="DAN",
+    objective=DAN_OBJECTIVE, label="DAN", half_precision=lambda c: True,
     tiny=lambda scale: {"scale": scale, "setting": 2, "nf": 16, "nb": 2, "estimator_nf": 16,
                         "estimator_blocks": 1, "loops": 2},
 )

@@ -20,6 +20,6 @@ KENET_ARCH = Architecture(
     detect=_is_kenet_state, infer_config=infer_kenet_config, factories=(kenet,),
     summary=lambda c: f"kernel estimator, widths {'/'.join(map(str, c.channels))}, "
                       f"{c.kernel_size}×{c.kernel_size} kernels",
-    objective=KENET_OBJECTIVE, label="KENet",
+    objective=KENET_OBJECTIVE, label="KENet", not_upscaler="a kernel estimator: its image is bicubic",
     tiny=lambda scale: {"scale": scale, "setting": 2, "channels": [8, 8, 8, 8], "fc": 16},
 )

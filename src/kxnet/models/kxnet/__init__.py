@@ -39,7 +39,7 @@ from .network import (
 )
 from .network import _ImageStage, _KernelStage, _ProxNet  # noqa: F401  (tests and scripts import them from here)
 
-__all__ = ["ExportableKXNet", "GAMMA_DIVISOR", "KXNET_ARCH", "KXNetEngine", "MODES", "NORMALISER_EPS",
+__all__ = ["ExportableKXNet", "GAMMA_DIVISOR", "PAPER_TRAINING", "KXNET_ARCH", "KXNetEngine", "MODES", "NORMALISER_EPS",
            "NonBlindExportableKXNet", "PROJECTION_EPS", "RESIDUAL_SCALE", "KXNet", "KXNetConfig", "KXNetLoss",
            "KXNetOutput", "export_graph", "grow_stages", "image_step_gradient", "kernel_step_gradient",
            "kxnet", "kxnet_loss", "optimize", "stage_weights", "with_estimator"]
@@ -47,6 +47,9 @@ __all__ = ["ExportableKXNet", "GAMMA_DIVISOR", "KXNET_ARCH", "KXNetEngine", "MOD
 # Unused in the release's forward, so freshly initialised values are exact (kernel_map0 is the
 # initial bank); eta_stage is also why DDP must look for parameters without a gradient.
 _UNUSED = frozenset({"kernel_map0", "eta_stage"})
+# What every one of the paper's six recipes trains with (the release's configs; docs/training.md):
+# the zoo's notes compare shipped weights with it (kxnet.models.zoo.reduced_note).
+PAPER_TRAINING = {"stages": 19, "lr_patch": 64, "batch": 12, "iterations": 1_000_000}
 
 KXNET_ARCH = Architecture(
     name="kxnet", model_class=KXNet, config_class=KXNetConfig,
@@ -55,6 +58,8 @@ KXNET_ARCH = Architecture(
     summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
                       + (", K⁰ from a KENet" if c.estimator else ""),
     optimize=optimize, export=export_graph, fast_engine=KXNetEngine, objective=KXNET_OBJECTIVE,
-    label="KXNet", regional=True,
+    label="KXNet", regional=True, grow=grow_stages, depth="stages", paper_training=PAPER_TRAINING,
+    # its convolutions run in half precision, but not a KENet's K⁰ (softmax kept in float32)
+    find_unused_parameters=True, half_precision=lambda c: c.estimator is None,
     tiny=lambda scale: {"scale": scale, "setting": 2, "stages": 2},
 )
