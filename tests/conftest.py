@@ -1,7 +1,25 @@
+import os
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from kxnet.models import create_model
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kxnet_cache_in_a_temporary_folder(tmp_path_factory):
+    """Caches the tests write go under a temporary folder, never ~/.cache/kxnet: ``$KXNET_CACHE``
+    (the OpenVINO runner's default cache) for the whole session, in this process and in the
+    commands tests start (``kxnet sr``, torchrun). A test about the default sets its own."""
+    before = os.environ.get("KXNET_CACHE")
+    os.environ["KXNET_CACHE"] = str(tmp_path_factory.mktemp("kxnet-cache"))
+    yield
+    if before is None:
+        os.environ.pop("KXNET_CACHE", None)
+    else:
+        os.environ["KXNET_CACHE"] = before
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +54,21 @@ def circular_convolution(x, c):
         for b in range(p):
             out += c[..., a, b, None, None] * torch.roll(x, shifts=(a - r, b - r), dims=(-2, -1))
     return out
+
+
+def write_hr_images(root, sizes=((40, 48), (36, 36)), seed=0):
+    """Tiny HR training images in ``root`` (created): smooth-ish content, so a model has
+    something to learn, quantised to 8 bits. Returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i, (h, w) in enumerate(sizes):
+        base = rng.random((h // 4 + 2, w // 4 + 2, 3))
+        img = np.kron(base, np.ones((4, 4, 1)))[:h, :w] * 0.7 + rng.random((h, w, 3)) * 0.3
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory):
+    """A folder of two tiny HR images (:func:`write_hr_images`), shared by a test module."""
+    return write_hr_images(tmp_path_factory.mktemp("hr"))
