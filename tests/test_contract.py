@@ -6,8 +6,9 @@ builds at each of its scales and its forward gives a finite :class:`~kxnet.model
 the right shapes; its weights survive our safetensors file and the authors' ``.pth`` layout
 (recognised by content); its static-shape export (ONNX) and its compiled engine (OpenVINO)
 give the model's answers where the descriptor declares them; it trains two steps through the
-real :class:`~kxnet.train.Trainer`, and a run stopped after the first step and resumed from its
-checkpoint is the uninterrupted run, bit for bit. What is particular to a method (the authors'
+real :class:`~kxnet.train.Trainer` and is validated, its exported weights are the trained ones,
+and a run stopped after the first step and resumed from its checkpoint is the uninterrupted
+run, bit for bit. What is particular to a method (the authors'
 parity, its maths) stays in ``test_<method>.py``.
 
 The toy method (a 1-layer upscaler with an L1 objective, a static-shape export and an OpenVINO
@@ -261,7 +262,7 @@ def _recipe(arch: Architecture, hr, run_dir) -> dict:
         "data": {"hr_dirs": [str(hr)], "lr_patch": 12, "workers": 0, "cache_mb": 16},
         "train": {"iterations": 2, "batch": 2, "lr": 1e-4, "milestones": [1], "log_every": 1, "threads": 1,
                   "deterministic": True, "tensorboard": False},
-        "val": {"hr_dir": None, "every": 0, "loss_samples": 0},
+        "val": {"hr_dir": str(hr), "every": 2, "images": ["0"], "loss_samples": 2, "noise": 5.0},
         "checkpoint": {"every": 1, "keep_last": 2},
         "run_dir": str(run_dir), "name": f"contract_{arch.name}",
     }
@@ -291,6 +292,9 @@ def test_trains_two_steps_and_resumes_exactly(arch, hr, tmp_path):
     initial = build_model(cfg).state_dict()
     summary, rows, trained, grads = _run(recipe)
     assert summary["finished"] and [r[0] for r in rows] == [1, 2]
+    val = summary["last_val"]   # blind, or given the true kernels and σ where the method is not blind
+    assert math.isfinite(val["psnr"]) and val["loss"] > 0
+    assert (val["kernel_psnr"] is not None) == (arch.blind and arch.estimates_kernel)
     assert all(math.isfinite(v) for r in rows for v in r[1:]) and all(r[1] > 0 for r in rows)
     changed = [k for k in trained if trained[k].is_floating_point() and not torch.equal(trained[k], initial[k])]
     assert changed, "two steps changed no weight"

@@ -1,8 +1,12 @@
 """KENet (our reading of the paper), its adaptive attention loss, and the blind pair
-KENet + USRNet: wiring, state dicts, loading, tiles, the commands, a real photo, training.
+KENet + USRNet: wiring, state dicts, loading, tiles, the commands, a real photo, KXNet's K⁰.
 
 Tiny configurations (KENet widths 8, FC 16; USRNet 2 iterations of width 8) on images of a few
 dozen pixels; the paper-sized KENets are only instantiated (parameter counts).
+
+What every method shares — building at each scale, our file and the authors' layout round
+trip, two training steps with validation, resume — is tests/test_contract.py's; this file
+keeps what is particular to KENet and the pair.
 """
 
 import json
@@ -22,7 +26,7 @@ from kxnet.models import (KENet, KENetConfig, KENetLoss, KENetUSRNet, KENetUSRNe
                           load_model, save_model)
 from kxnet.models.kenet_usrnet import combine
 from kxnet.physics import bicubic_upsample
-from kxnet.train import Trainer, attention_loss, config_from_dict, load_config
+from kxnet.train import attention_loss, load_config
 from kxnet.train.loss import objective_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,32 +214,7 @@ def test_sr_command_on_a_real_photo(pair_file, tmp_path, capsys):
     assert k.shape == (11, 11) and abs(k.sum() - 1) < 1e-5 and (k >= 0).all()
 
 
-# ------------------------------------------------------------------------- training
-
-def test_two_training_steps_through_the_trainer(tmp_path):
-    root = tmp_path / "hr"
-    for i in range(2):
-        _photo(root / f"{i}.png", 24, 28, seed=i)
-    cfg = config_from_dict({
-        "model": {"name": "kenet", "scale": 2, "setting": 2, "args": {"channels": [8, 8, 8, 8], "fc": 16}},
-        "data": {"hr_dirs": [str(root)], "lr_patch": 8, "workers": 0, "cache_mb": 16},
-        "train": {"iterations": 2, "batch": 2, "lr": 1e-4, "milestones": [1], "log_every": 1, "threads": 1,
-                  "tensorboard": False},
-        "val": {"hr_dir": str(root), "every": 2, "images": ["0"], "loss_samples": 2},
-        "checkpoint": {"every": 0, "keep_best": False},
-        "run_dir": str(tmp_path / "run"), "name": "kenet_tiny",
-    })
-    with Trainer(cfg, progress=False) as trainer:
-        initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        summary = trainer.fit()
-        losses = [row["loss"] for row in trainer.history]
-        trained = trainer.model.state_dict()
-    assert summary["finished"] and len(losses) == 2 and all(np.isfinite(losses))
-    assert summary["last_val"]["kernel_psnr"] is not None
-    assert not torch.equal(initial["kernel_head.4.weight"], trained["kernel_head.4.weight"])
-    exported = load_model(summary["weights"])
-    assert isinstance(exported, KENet) and all(torch.equal(v, trained[k]) for k, v in exported.state_dict().items())
-
+# ------------------------------------------------------------------------- recipes
 
 def test_recipes():
     paper, cpu = load_config(ROOT / "configs" / "kenet_paper_setting2_x4.yaml"), \

@@ -1,9 +1,13 @@
 """USRNet: the release's architecture and layout, the FFT data step (normal equations, kernel
 orientation and centring against the project's operator), σ handling, loading, the objective
-and training.
+and the commands.
 
 Tiny configurations (2 iterations, widths 8) on images of a few dozen pixels; the released and
 the tiny size are only instantiated (parameter counts, layout).
+
+What every method shares — building at each scale, our file and the authors' layout round
+trip, two training steps with validation, resume — is tests/test_contract.py's; this file
+keeps what is particular to USRNet.
 """
 
 from pathlib import Path
@@ -21,7 +25,7 @@ from kxnet.models import SROutput, USRNet, USRNetConfig, USRNetLoss, create_mode
 from kxnet.models.usrnet import _infer_usrnet_config, estimate_noise_level
 from kxnet.physics import (blur_downsample, circular_blur_downsample, psf2otf, psf_of_kernel, sfold_solve,
                            sfold_system, zero_upsample)
-from kxnet.train import Trainer, build_model, config_from_dict, load_config, usrnet_loss
+from kxnet.train import build_model, load_config, usrnet_loss
 from kxnet.train.loss import objective_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,38 +261,7 @@ def test_eval_command_runs_usrnet_only_with_the_true_kernels(tmp_path, capsys):
     assert "USRNet is non-blind" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------------- training
-
-@pytest.fixture(scope="module")
-def hr_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hr")
-    for i in range(2):
-        _photo(root / f"{i}.png", 24, 28, seed=i)
-    return root
-
-
-def test_two_training_steps_through_the_trainer(hr_folder, tmp_path):
-    """Validation of a non-blind model runs with the true kernels (and σ)."""
-    cfg = config_from_dict({
-        "model": {"name": "usrnet", "scale": 2, "setting": 2, "args": {**SMALL, "nc": list(SMALL["nc"])}},
-        "data": {"hr_dirs": [str(hr_folder)], "lr_patch": 8, "workers": 0, "cache_mb": 16},
-        "train": {"iterations": 2, "batch": 2, "lr": 1e-4, "milestones": [1], "log_every": 1, "threads": 1,
-                  "tensorboard": False},
-        "val": {"hr_dir": str(hr_folder), "every": 2, "images": ["0"], "loss_samples": 2, "noise": 5.0},
-        "checkpoint": {"every": 0},
-        "run_dir": str(tmp_path / "run"), "name": "usrnet_small",
-    })
-    torch.manual_seed(cfg.train.seed)
-    initial = build_model(cfg).state_dict()
-    with Trainer(cfg, progress=False) as trainer:
-        summary = trainer.fit()
-        trained = trainer.model.state_dict()
-    assert summary["finished"] and np.isfinite(summary["last_val"]["psnr"]) and summary["last_val"]["loss"] > 0
-    for part in ("p.m_head.weight", "h.mlp.4.bias"):
-        assert not torch.equal(initial[part], trained[part]), part
-    exported = load_model(summary["weights"])
-    assert isinstance(exported, USRNet) and all(torch.equal(v, trained[k]) for k, v in exported.state_dict().items())
-
+# ------------------------------------------------------------------------- recipes
 
 def test_recipes():
     release, cpu = load_config(ROOT / "configs" / "usrnet_release_x4.yaml"), \
