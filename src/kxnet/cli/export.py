@@ -1,4 +1,5 @@
-"""``kxnet export``: write a trained KXNet as ONNX for one input size, checked in onnxruntime."""
+"""``kxnet export``: write a trained model as ONNX for one input size, checked in onnxruntime (a method
+whose descriptor has an ``export`` hook: KXNet)."""
 
 from __future__ import annotations
 
