@@ -12,8 +12,9 @@ uniformly, the crops' estimates differ only by their noise, and the upscaler's o
 (the centre crop's estimate) is used instead (:attr:`RegionKernels.spread` below
 :func:`uniform_spread` of the scale).
 
-Deciding is made cheap first: ``auto`` estimates only a few *probe* crops at the grid's far
-corners (:func:`probe_cells`, as many as a tenth of the photo's area pays for, at least two),
+Deciding is made cheap first: ``auto`` estimates only a few *probe* crops, the most textured
+of each quarter of the grid (:func:`probe_cells`, as many as a tenth of the photo's area pays
+for, at least two),
 and where they agree (their spread below :func:`probe_spread` of the scale) the photo gets one
 kernel without the rest of the grid. Most photos are blurred uniformly and stop there; where the
 probes disagree the grid is completed (the probes' estimates reused) and decided as before.
@@ -28,8 +29,8 @@ import torch
 
 from .tiling import tile_starts
 
-__all__ = ["DEFAULT_REGION", "RegionKernels", "draw_kernel_map", "kernel_spread", "probe_cells", "probe_spread",
-           "region_starts", "uniform_spread"]
+__all__ = ["DEFAULT_REGION", "RegionKernels", "cell_texture", "draw_kernel_map", "kernel_spread", "probe_cells",
+           "probe_spread", "region_starts", "uniform_spread"]
 
 DEFAULT_REGION = 64      # LR pixels per region crop side (the size the rule below was measured at)
 SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
@@ -52,7 +53,7 @@ _UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 # their grid thresholds, until their probe spreads are measured.
 _PROBE_SPREAD = {2: 0.36, 3: 0.29, 4: 0.20}
 PROBE_AREA_SHARE = 0.10     # of the photo's area, what the probe crops may cost at most (≥ 2 crops)
-_PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # far corners first: each pair spans both axes
+_PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # quarters: top-left and bottom-right first
 
 
 def uniform_spread(scale: int) -> float:
@@ -65,18 +66,35 @@ def probe_spread(scale: int) -> float:
     return _PROBE_SPREAD[scale]
 
 
-def probe_cells(height: int, width: int, size: int) -> list[tuple[int, int]]:
-    """The grid cells (row, column) ``auto`` estimates first on an LR photo of this size: the
-    grid's corners, top-left and bottom-right first, as many as :data:`PROBE_AREA_SHARE` of the
-    photo's area pays for in crops of ``size``, at least two."""
-    ny, nx = len(region_starts(height, size)), len(region_starts(width, size))
-    count = max(2, int(PROBE_AREA_SHARE * height * width / size ** 2))
+def probe_cells(lr: torch.Tensor, size: int) -> list[tuple[int, int]]:
+    """The grid cells (row, column) ``auto`` estimates first on the LR photo ``lr`` (…×h×w): in
+    each quarter of the grid the most textured cell (flat crops give unreliable kernels, which
+    agree or disagree by chance), top-left and bottom-right quarters first so that each pair
+    spans both axes; as many as :data:`PROBE_AREA_SHARE` of the photo's area pays for in crops
+    of ``size``, at least two."""
+    h, w = lr.shape[-2:]
+    ys, xs = region_starts(h, size), region_starts(w, size)
+    ny, nx = len(ys), len(xs)
+    count = max(2, int(PROBE_AREA_SHARE * h * w / size ** 2))
+    texture = cell_texture(lr, ys, xs, size)
+    rows = {0: range(0, (ny + 1) // 2), -1: range(ny // 2, ny)}     # the middle row/column is in both halves
+    cols = {0: range(0, (nx + 1) // 2), -1: range(nx // 2, nx)}
     cells: list[tuple[int, int]] = []
-    for i, j in _PROBE_ORDER:
-        cell = (i % ny, j % nx)
-        if cell not in cells:
-            cells.append(cell)
+    for qi, qj in _PROBE_ORDER:
+        quarter = [(i, j) for i in rows[qi] for j in cols[qj] if (i, j) not in cells]
+        if quarter:
+            cells.append(max(quarter, key=lambda c: texture[c]))
     return cells[:count]
+
+
+def cell_texture(lr: torch.Tensor, ys: list[int], xs: list[int], size: int) -> np.ndarray:
+    """The mean absolute gradient of each grid cell's crop (ny×nx): how much there is to read a
+    blur from."""
+    y = lr.reshape(-1, *lr.shape[-2:]).float().mean(dim=0)
+    grad = torch.zeros_like(y)
+    grad[:, :-1] += (y[:, 1:] - y[:, :-1]).abs()
+    grad[:-1, :] += (y[1:, :] - y[:-1, :]).abs()
+    return np.array([[float(grad[y0:y0 + size, x0:x0 + size].mean()) for x0 in xs] for y0 in ys])
 
 
 def kernel_spread(finals: torch.Tensor) -> float:

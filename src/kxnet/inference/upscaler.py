@@ -286,7 +286,7 @@ class Upscaler:
         info = {"grid": grid, "size": r, "probes": None, "probe_spread": None, "spread": None, "used": False}
         known: dict = {}
         if self.regions == "auto":
-            cells = probe_cells(h, w, r)
+            cells = probe_cells(lr, r)
             known = self._region_estimates(lr, cells, known, "kernel probes")
             info["probes"] = [list(c) for c in cells]
             info["probe_spread"] = round(kernel_spread(torch.stack([known[c][-1] for c in cells])), 4)
