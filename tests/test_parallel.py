@@ -33,13 +33,23 @@ def _env():
 
 
 def _run(args, procs: int, timeout=300):
-    """`kxnet …` in one plain process, or under torchrun with ``procs`` processes."""
+    """`kxnet …` in one plain process, or under torchrun with ``procs`` processes — in a session
+    of its own, so that on a timeout torchrun and every rank it started are killed together
+    (killing the launcher alone would leave its ranks running, orphaned)."""
     if procs == 1:
         cmd = [sys.executable, "-m", "kxnet", *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "--max_restarts=0", "-m", "kxnet", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[2:6])} did not finish in {timeout} s: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="module")

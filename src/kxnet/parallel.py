@@ -55,6 +55,13 @@ class Group:
             raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)")
         self._owns = False
         if self.world_size > 1 and not dist.is_initialized():
+            # torch.distributed.nn binds `group=group.WORLD` as its functions' defaults when first
+            # imported, and DistributedDataParallel imports it (through torch._dynamo) on first
+            # use. Imported after the group exists, it keeps the group alive past
+            # destroy_process_group, and with it Gloo's worker and I/O threads, into interpreter
+            # exit — where a rank aborted with "terminate called without an active exception"
+            # (issue #39). Imported now, its defaults are None (the group of the moment).
+            from torch.distributed import nn as _  # noqa: F401
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo",
                                     timeout=timedelta(minutes=timeout_minutes))
             self._owns = True
@@ -81,19 +88,25 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
-        """Leave the group this object joined (after a last barrier: a process that tears Gloo
-        down while a peer still talks to it can abort the peer)."""
+    def close(self, wait: bool = True) -> None:
+        """Leave the group this object joined. ``wait``: after a last barrier (a process that
+        tears Gloo down while a peer still talks to it can abort the peer); without it (this
+        process failed, its peers may be inside another collective, which a barrier would hang
+        on) at once, and torchrun stops the others. Anything holding the group (a
+        DistributedDataParallel wrapper) must be let go first: Gloo's threads end only when the
+        last reference does, and must not live on into interpreter exit."""
         if self._owns and dist.is_initialized():
             try:
-                dist.barrier()
+                if wait:
+                    dist.barrier()
             except RuntimeError:
                 pass   # a peer already failed; torchrun reports that one
-            dist.destroy_process_group()
-            self._owns = False
+            finally:
+                dist.destroy_process_group()
+                self._owns = False
 
     def __enter__(self) -> "Group":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(wait=exc_type is None)

@@ -77,9 +77,10 @@ class Runtime:
     def barrier(self) -> None:
         self.group.barrier()
 
-    def close(self) -> None:
-        """Leave the process group we joined and restore torch's global settings."""
-        self.group.close()
+    def close(self, wait: bool = True) -> None:
+        """Leave the process group we joined (``wait``: after a last barrier, see
+        :meth:`kxnet.parallel.Group.close`) and restore torch's global settings."""
+        self.group.close(wait)
         threads, det, warn_only, bench = self._restore
         torch.set_num_threads(threads)
         torch.use_deterministic_algorithms(det, warn_only=warn_only)

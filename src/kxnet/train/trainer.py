@@ -64,7 +64,7 @@ class Trainer:
         try:
             self._setup(config.with_absolute_paths(), resume, progress)
         except BaseException:
-            self.close()
+            self.close(wait=False)
             raise
 
     def _setup(self, cfg: Config, resume, progress: bool) -> None:
@@ -319,18 +319,24 @@ class Trainer:
                                 else None)
         return save_model(self.eval_model(), path, storage=storage, extra_metadata=meta)
 
-    def close(self) -> None:
-        """Flush logs, leave the process group we joined, restore torch's global settings."""
+    def close(self, wait: bool = True) -> None:
+        """Flush logs, leave the process group we joined (``wait``: after a last barrier; not
+        when this process failed), restore torch's global settings."""
         if self.log is not None:
             self.log.close()
         if self.runtime is not None:
-            self.runtime.close()
+            # The DDP wrapper (and a compiled one around it) holds the process group: let it go
+            # first, so that leaving the group ends Gloo's threads now rather than at interpreter
+            # exit (issue #39: a rank aborted there). The model itself stays usable.
+            if getattr(self, "model", None) is not None:
+                self.forward_model = self.model
+            self.runtime.close(wait)
 
     def __enter__(self) -> "Trainer":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *_) -> None:
+        self.close(wait=exc_type is None)
 
 
 def train(config: Config, *, resume: str | os.PathLike | None = None, stop_at: int | None = None,
