@@ -178,10 +178,11 @@ def test_probes_are_the_most_textured_cell_of_each_quarter():
 
     lr = torch.zeros(1, 3, 256, 192)          # a 7×5 grid of 64-px cells at a stride of 32
     ys, xs = region_starts(256, 64), region_starts(192, 64)
-    lr[..., ys[1]:ys[1] + 64, xs[2]:xs[2] + 64] = torch.rand(3, 64, 64)       # top half, middle column
+    lr[..., ys[1]:ys[1] + 64, xs[1]:xs[1] + 64] = torch.rand(3, 64, 64)       # top-left quarter
     lr[..., ys[5] + 16:ys[5] + 48, xs[4]:xs[4] + 64] = torch.rand(3, 32, 64)   # bottom-right
+    lr[..., ys[3]:ys[3] + 64, xs[2]:xs[2] + 64] = torch.rand(3, 64, 64)       # the middle cell: in no quarter
     cells = probe_cells(lr, 64)
-    assert cells[:2] == [(1, 2), (5, 4)]        # the middle column is in both halves
+    assert cells[:2] == [(1, 1), (5, 4)]
     assert len(cells) == 2                      # 256×192 pays for 0.1·49152/4096 < 2 crops: two
     assert len(probe_cells(torch.zeros(1, 3, 512, 512), 64)) == 4 == len(set(probe_cells(torch.zeros(1, 3, 512, 512), 64)))
 

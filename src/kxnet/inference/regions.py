@@ -77,8 +77,9 @@ def probe_cells(lr: torch.Tensor, size: int) -> list[tuple[int, int]]:
     ny, nx = len(ys), len(xs)
     count = max(2, int(PROBE_AREA_SHARE * h * w / size ** 2))
     texture = cell_texture(lr, ys, xs, size)
-    rows = {0: range(0, (ny + 1) // 2), -1: range(ny // 2, ny)}     # the middle row/column is in both halves
-    cols = {0: range(0, (nx + 1) // 2), -1: range(nx // 2, nx)}
+    # the halves leave out a middle row/column, so that a pair always spans both axes
+    rows = {0: range(0, max(1, ny // 2)), -1: range(min(ny - 1, (ny + 1) // 2), ny)}
+    cols = {0: range(0, max(1, nx // 2)), -1: range(min(nx - 1, (nx + 1) // 2), nx)}
     cells: list[tuple[int, int]] = []
     for qi, qj in _PROBE_ORDER:
         quarter = [(i, j) for i in rows[qi] for j in cols[qj] if (i, j) not in cells]
