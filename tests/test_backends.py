@@ -98,11 +98,19 @@ def test_every_backend_gives_one_answer_to_bad_input(kx):
                 up.run(img, kernel=bad)
             messages.add(str(e.value))
         assert len(messages) == 1, messages
-    # and the same picture, to the bf16 cost, with the kernel the same to float32 rounding
-    (a, ka, ia, _), (b, kb, ib, _) = (up.run(img) for up in ups)
+    # and the same picture and kernel, to the cost of the precision OpenVINO compiled. Its graphs
+    # take sides in multiples of backends.SNAP, edge-replicated (20×24 runs as 32×32, which alone
+    # moves the blind estimate to 39 dB / kernel L1 0.04 of the unpadded picture), so PyTorch
+    # runs the photo padded so too, and the padding is cropped off.
+    b, kb, ib, _ = ups[1].run(img)
+    padded = np.pad(img.rgb, ((0, 32 - 20), (0, 32 - 24), (0, 0)), mode="edge")
+    a, ka, ia, _ = ups[0].run(Image(rgb=padded))
     assert ia["backend"]["name"] == "torch" and ib["backend"]["name"] == "openvino"
-    mse = float(np.mean((a.rgb - b.rgb) ** 2))
-    assert 10 * np.log10(1 / mse) > 35 and kernel_l1(ka, kb) < 0.05      # 2 = disjoint kernels
+    psnr = 10 * np.log10(1 / float(np.mean((a.rgb[:40, :48] - b.rgb) ** 2)))
+    # measured (2-stage ×2 KXNet): f32 147.7 dB, kernel L1 4e-7 (float32 rounding); bf16 58.4 dB,
+    # 4e-4 (the X-prox nets' bf16). A wiring fault (a stage's kernel, the crop) costs tens of dB.
+    least, most = {"f32": (120, 1e-5), "bf16": (50, 2e-3)}[ib["backend"]["precision"]]
+    assert psnr > least and kernel_l1(ka, kb) < most, (ib["backend"], psnr, kernel_l1(ka, kb))
 
 
 def test_benchmark_runs_on_the_backend_asked_and_says_so(tmp_path):
@@ -124,7 +132,10 @@ def test_benchmark_runs_on_the_backend_asked_and_says_so(tmp_path):
     assert main(common + ["--out", str(tmp_path / "auto")]) == 0      # no recorded cost: PyTorch
     ov, auto = (json.loads((tmp_path / d / "results.json").read_text())["cells"][0] for d in ("ov", "auto"))
     assert ov["backend"].startswith("openvino-") and auto["backend"] == "torch"
-    assert abs(ov["psnr"] - auto["psnr"]) < 0.5 and "(openvino-" in (tmp_path / "ov" / "results.md").read_text()
+    # the same cell to the compiled precision's cost: measured −0.0001 dB in f32 (the graph's
+    # 32-px padding), −0.005 dB in bf16 — within the 0.01 dB that --backend auto allows a model
+    assert abs(ov["psnr"] - auto["psnr"]) < {"openvino-f32": 0.001, "openvino-bf16": 0.01}[ov["backend"]], ov
+    assert "(openvino-" in (tmp_path / "ov" / "results.md").read_text()
     assert len(list(next((tmp_path / "work" / "cells").iterdir()).glob("*.json"))) == 2   # cached apart
 
 

@@ -262,3 +262,83 @@ def test_auto_follows_the_photos_degradation_estimate(served, tmp_path):
     assert "JPEG history of quality 60" in summary and "photo model ran" in summary
     summary, side = outs[".png"]
     assert side["model"]["name"] == "kxnet_x4.setting2" and "no JPEG history" in summary
+
+
+def test_a_kernel_file_runs_non_blind_as_kxnet_sr_kernel_does(served, tmp_path):
+    """A known kernel uploaded with the photo: the run is non-blind with exactly that kernel, the
+    page shows its fit, and the pixels and the sidecar's kernel are those of `kxnet sr --kernel`."""
+    from kxnet.kernels import anisotropic_gaussian
+    from kxnet.metrics import fit_label, gaussian_fit
+
+    _, client = served
+    photo = crop(tmp_path / "chart.png")
+    k = anisotropic_gaussian(11, 0.9, 1.7, 0.6).numpy()
+    np.save(tmp_path / "k.npy", k)
+    (_, after), _, fit, _, _, summary, files = run(client, photo, kernel=tmp_path / "k.npy")
+    sidecar = json.loads(Path(next(f for f in files if f.endswith(".json"))).read_text())
+    assert sidecar["kernel"]["mode"] == "given" and sidecar["kernel"]["source"] == "k.npy"
+    want = gaussian_fit(k)
+    assert sidecar["kernel"]["sigma_x"] == pytest.approx(want["sigma_x"], abs=0.01)
+    assert sidecar["kernel"]["sigma_y"] == pytest.approx(want["sigma_y"], abs=0.01)
+    assert fit_label(want).split(" (")[0] in fit
+    # (--stages as the page shows them: that forward runs on PyTorch whatever the backend)
+    assert main(["sr", str(photo), "-o", str(tmp_path / "cli"), "--scale", "2", "--model", MODEL, "--regions", "off",
+                 "--kernel", str(tmp_path / "k.npy"), "--stages", "--quiet"]) == 0
+    assert np.array_equal(np.asarray(Image.open(after)), np.asarray(Image.open(tmp_path / "cli" / "chart_x2.png")))
+    cli = json.loads((tmp_path / "cli" / "chart_x2.json").read_text())["kernel"]
+    assert {k: v for k, v in sidecar["kernel"].items() if k != "source"} == \
+        {k: v for k, v in cli.items() if k != "source"}
+    # and blind without it: another kernel, another picture
+    (_, blind), *_ = run(client, photo)
+    assert not np.array_equal(np.asarray(Image.open(blind)), np.asarray(Image.open(after)))
+
+
+@contextlib.contextmanager
+def page_beyond_this_computer():
+    """The page as ``kxnet demo --host 0.0.0.0`` or ``--share`` builds it (``allow_paths=False``),
+    served here on 127.0.0.1 only; yields the running Blocks and a client."""
+    from gradio_client import Client
+
+    from kxnet.demo.app import build_app
+    from kxnet.demo.service import DemoService
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    service = DemoService("cpu")
+    demo = build_app(service, allow_paths=False)
+    demo.queue(default_concurrency_limit=1)
+    try:
+        demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                    show_error=False, ssr_mode=False, mcp_server=False, pwa=False)
+        yield demo, Client(demo.local_url, verbose=False, download_files=str(service.root / "client"))
+    finally:
+        demo.close()
+        service.close()
+        torch.set_num_threads(threads)
+
+
+def test_a_page_others_can_reach_refuses_a_weights_file(tmp_path):
+    """Served beyond this computer, the page hides the weights box, and a script that sends a path
+    anyway is told why in one line, with nothing read from that path; shipped models still run."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("gradio_client")
+    from gradio_client.exceptions import AppError
+
+    from kxnet.demo.service import DemoService
+    from kxnet.models import create_model, save_model
+
+    weights = save_model(create_model("kxnet", scale=2, setting=2, stages=1), tmp_path / "mine.safetensors")
+    photo = crop(tmp_path / "chart.png")
+    with pytest.MonkeyPatch.context() as mp, page_beyond_this_computer() as (demo, client):
+        box = next(c for c in demo.config["components"] if str(c["props"].get("label", "")).startswith("Weights file"))
+        assert box["props"]["visible"] is False
+        asked = []       # every model the service is asked to load
+        original = DemoService.model
+        mp.setattr(DemoService, "model", lambda self, spec, scale: (asked.append(str(spec)), original(self, spec, scale))[1])
+        with pytest.raises(AppError) as err:
+            run(client, photo, weights=str(weights))
+        message = str(err.value)
+        assert "weights files cannot be chosen on a page served beyond this computer" in message
+        assert "\n" not in message and "Traceback" not in message and str(weights) not in asked
+        (_, after), *_ = run(client, photo)
+        assert Image.open(after).size == (48, 48) and asked == [MODEL]

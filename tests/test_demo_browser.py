@@ -61,6 +61,29 @@ def drive(url: str, photo: Path, screenshot: Path, width: int = 1280, timeout_s:
     return {**shown, "outside": outside}
 
 
+def drive_to_a_refusal(url: str, photo: Path, message: str, timeout_s: float = 120) -> str:
+    """Open the page, upload ``photo``, press the button and wait until ``message`` shows on the
+    page; returns the page's text then (the refusal as a visitor sees it)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="kxnet-chromium-") as profile:
+        browser = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
+                                                       args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        try:
+            browser.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname in LOCAL
+                          or route.request.url.startswith(("data:", "blob:")) else route.abort())
+            page = browser.new_page()
+            page.set_default_timeout(timeout_s * 1000)
+            page.goto(url)
+            page.set_input_files("#photo input[type=file]", str(photo))
+            page.wait_for_function(f"() => ({_LOADED})([...document.querySelectorAll('#photo img')])")
+            page.click("#run")
+            page.wait_for_function("m => document.body.innerText.includes(m)", arg=message)
+            return page.inner_text("body")
+        finally:
+            browser.close()
+
+
 class _Outbound:
     """Host names looked up and addresses connected to, in this process, that are not this computer."""
 
@@ -104,6 +127,25 @@ def test_the_page_runs_a_photo_offline(monkeypatch, tmp_path):
     assert (tmp_path / "page.png").stat().st_size > 10_000
     assert seen["outside"] == [], f"the page asked for {seen['outside']}"
     assert outbound.seen == [], f"the server reached {sorted(set(outbound.seen))}"
+
+
+def test_a_refused_photo_shows_its_message_on_the_page(tmp_path):
+    """A photo over the page's size limit: the visitor reads the one-line reason (and the command
+    that does take it) on the page, not a bare "Error"."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from PIL import Image
+
+    from test_demo import running_demo
+
+    big = tmp_path / "wide.png"
+    Image.new("RGB", (1200, 1000), (90, 120, 150)).save(big)      # 1.2 MP, a few kB
+    message = "wide.png: 1200×1000 is 1.2 megapixels; this page takes photos up to 1 MP"
+    with running_demo() as demo:
+        text = drive_to_a_refusal(demo.local_url, big, message)
+    assert "kxnet sr --tile 256 wide.png" in text and "Traceback" not in text
 
 
 if __name__ == "__main__":

@@ -212,8 +212,10 @@ def test_bf16_is_close_and_only_the_x_prox_nets_run_in_bf16(cache):
     f32 = OpenVINORunner(model, precision="f32", threads=1, cache_dir=cache)(y)
     assert runner.precision == "bf16"
     assert not torch.equal(out.sr, f32.sr)   # bf16 really ran
-    assert _psnr(out.sr, f32.sr) > 35
-    assert (out.kernel - f32.kernel).abs().max().item() < 1e-2
+    # measured 58.7 dB and 1.2e-5: bf16 in the X-prox nets only (float32 alone gives > 120 dB); K-prox
+    # nets in bf16 too would move kernel taps of ~0.1 by about bf16's 4e-3 relative step (estimated)
+    assert _psnr(out.sr, f32.sr) > 50
+    assert (out.kernel - f32.kernel).abs().max().item() < 1e-4
     counts = _conv_precisions(runner.compiled_model(SIZE))
     assert counts.get("bf16") == 9 * model.config.stages          # the X-prox convolutions
     assert counts.get("f32", 0) >= 9 * model.config.stages        # K-prox nets and physics

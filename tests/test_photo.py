@@ -111,8 +111,14 @@ def test_jpeg_roundtrip_is_pillows_jpeg_and_loses_more_at_low_quality():
     err = {q: (jpeg_roundtrip(lr, q) - lr).abs().mean().item() for q in (30, 60, 95)}
     assert err[30] > err[60] > err[95] > 0
     shifted = jpeg_roundtrip(lr, 50, grid=(3, 5))
-    assert shifted.shape == lr.shape and not torch.equal(shifted, jpeg_roundtrip(lr, 50))
-    assert torch.equal(shifted, jpeg_roundtrip(lr, 50, grid=(3, 5)))          # deterministic
+    assert shifted.shape == lr.shape and torch.equal(shifted, jpeg_roundtrip(lr, 50, grid=(3, 5)))  # deterministic
+    # the blocks sit on the shifted grid: a decoded JPEG compressed again on its own grid changes
+    # least (measured: 4.5 grey levels in the interior, the next best of all 64 grids 10.3; unshifted
+    # 4.9 vs 9.5), so of the 64 grids the (3, 5) one, and by a clear margin, for rows and columns
+    change = {(dy, dx): (jpeg_roundtrip(shifted, 50, grid=(dy, dx)) - shifted)[..., 8:-8, 8:-8].abs().mean().item()
+              for dy in range(8) for dx in range(8)}
+    best, second = sorted(change, key=change.get)[:2]
+    assert best == (3, 5) and change[second] > 1.5 * change[best], (best, second, change[best], change[second])
     with pytest.raises(ValueError, match="quality"):
         jpeg_roundtrip(lr, 0)
 
@@ -193,7 +199,10 @@ def test_benchmark_photo_cells_beside_bicubic_and_cached(hr_dir, tmp_path, capsy
     assert [c["degradation"] for c in cells] == ["5+jpeg75", "5+jpeg90", "cam+jpeg80"]
     assert [c["key"] for c in cells] == ["Set5/setting2/x4/noise5_jpeg75", "Set5/setting2/x4/noise5_jpeg90",
                                          "Set5/setting2/x4/noise0_cam2-0.2-0.6_jpeg80"]
-    assert all(c["paper"] is None and c["bicubic_psnr"] > 15 and c["pairs"] == 8 for c in cells)
+    assert all(c["paper"] is None and c["pairs"] == 8 for c in cells)
+    # bicubic on the seeded degradations of the bundled chart, as measured (17.98, 18.03, 17.96 dB):
+    # pinned to 0.05 dB, so a change in the synthesis (blur, noise, JPEG) or the scoring shows
+    assert [c["bicubic_psnr"] for c in cells] == pytest.approx([17.977, 18.035, 17.960], abs=0.05)
     # lower quality, lower bicubic PSNR on the same images; the table names the degradation
     assert cells[0]["bicubic_psnr"] < cells[1]["bicubic_psnr"]
     table = (tmp_path / "out" / "results.md").read_text()

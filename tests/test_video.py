@@ -29,6 +29,7 @@ PER_SHOT = 6                     # frames per shot
 RATE = Fraction(24000, 1001)     # a rational rate, kept exactly
 SAMPLE_RATE = 48000
 TONE_SAMPLES = round(2 * PER_SHOT / RATE * SAMPLE_RATE)   # as long as the video
+AUDIO_TAGS = {"language": "fra", "title": "440 Hz"}     # what a player shows of the sound, to be kept
 NARROW, WIDE = 1, 6              # setting-2 ×2 benchmark kernels: σ 0.8/1.6 at 45°, σ 2/4 at 90°
 
 
@@ -54,6 +55,7 @@ def _write_clip(path: Path, kernels):
         v.time_base = v.codec_context.time_base = 1 / RATE
         a = out.add_stream("aac", rate=SAMPLE_RATE)
         a.layout = "mono"
+        a.metadata.update(AUDIO_TAGS)
         for i, (shot, hr) in enumerate(_hr_frames()):
             hr_t = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)
             lr = degrade(hr_t, torch.from_numpy(kernels[shot]), 2, 0.0)
@@ -102,13 +104,15 @@ def _streams(path):
         v, a = c.streams.video[0], (c.streams.audio[0] if c.streams.audio else None)
         frames = [f for f in c.decode(v)]
         info = {"frames": len(frames), "size": (frames[0].width, frames[0].height),
-                "rate": v.average_rate,
+                "rate": v.average_rate, "video_start": float(frames[0].time),
                 "video_duration": float(frames[-1].time + frames[-1].duration * v.time_base - frames[0].time),
                 "audio": None}
         if a is not None:
             c.seek(0)
+            sound = list(c.decode(a))
             info["audio"] = {"codec": a.codec_context.name, "rate": a.codec_context.sample_rate,
-                             "samples": sum(f.samples for f in c.decode(a))}
+                             "samples": sum(f.samples for f in sound), "start": float(sound[0].time),
+                             "tags": {k: a.metadata.get(k) for k in AUDIO_TAGS}}
     return info
 
 
@@ -380,7 +384,13 @@ def test_sr_command_line_takes_a_video(clip, tmp_path, capsys):
     assert report["frames"] == 2 * PER_SHOT and len(report["shots"]) == 2 and report["audio"] == "kept"
     assert sorted(p.name for p in (tmp_path / "out").glob("two_shots_x2_shot*.npy")) == \
         ["two_shots_x2_shot000.npy", "two_shots_x2_shot001.npy"]
-    assert main(args) == 0 and "skipped" not in capsys.readouterr().err    # an existing output is skipped
+    # an existing output is skipped, and says so: without --quiet (which prints nothing), on stdout
+    written = (tmp_path / "out" / "two_shots_x2.mkv").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([a for a in args if a != "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"skipped {clip}: " in printed and "0 written, 1 skipped, 0 failed" in printed, printed
+    assert (tmp_path / "out" / "two_shots_x2.mkv").stat().st_mtime_ns == written
     k = tmp_path / "k.npy"
     np.save(k, np.ones((3, 3), np.float32))
     assert main(args + ["--overwrite", "--kernel", str(k)]) == 2
@@ -390,6 +400,7 @@ def test_sr_command_line_takes_a_video(clip, tmp_path, capsys):
 def test_torchrun_shares_the_shots_of_one_video(clip, tmp_path):
     """Two processes take a shot each; rank 0 joins the pieces with the sound."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -399,13 +410,31 @@ def test_torchrun_shares_the_shots_of_one_video(clip, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max_restarts=0",
            "-m", "kxnet", "sr", str(clip), "-o", str(tmp_path / "out"), "--model", str(weights), "--save-kernel",
            "--quiet"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
-    assert r.returncode == 0, r.stderr[-3000:]
+    # a session of its own: on a timeout torchrun and both its ranks are killed, none left orphaned
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        pytest.fail(f"torchrun did not finish in 300 s: {stderr[-2000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
     report = json.loads((tmp_path / "out" / "two_shots_x2.json").read_text())
     assert report["processes"] == 2 and report["frames"] == 2 * PER_SHOT and report["audio"] == "kept"
     assert [s["frames"] for s in report["shots"]] == [[0, PER_SHOT], [PER_SHOT, 2 * PER_SHOT]]
     with av.open(str(tmp_path / "out" / "two_shots_x2.mkv")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 2 * PER_SHOT
         assert c.streams.video[0].average_rate == RATE and len(c.streams.audio) == 1
+    # the join puts the sound back whole and in step, its tags kept: as long as the joined video
+    # to within one AAC frame (1024 samples, 21 ms; measured 0.491 s of sound, 0.500 s of video,
+    # as in the source), and as far from the video's start as in the source to Matroska's 1 ms
+    got, source = _streams(tmp_path / "out" / "two_shots_x2.mkv"), _streams(clip)
+    sound = got["audio"]["samples"] / got["audio"]["rate"]
+    assert abs(sound - got["video_duration"]) <= 1024 / SAMPLE_RATE, (sound, got["video_duration"])
+    assert abs(got["audio"]["samples"] - source["audio"]["samples"]) <= 1024
+    offset, was = (s["audio"]["start"] - s["video_start"] for s in (got, source))
+    assert abs(offset - was) <= 0.001, (offset, was)
+    assert source["audio"]["tags"] == AUDIO_TAGS and got["audio"]["tags"] == AUDIO_TAGS
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]     # the pieces are gone
     assert len(list((tmp_path / "out").glob("two_shots_x2_shot*.npy"))) == 2
