@@ -45,13 +45,13 @@ SMOOTHING = 1.0          # σ of the Gaussian over the grid, in grid steps
 _UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 
 
-# The probes' spread below which the grid is not completed, per scale (benchmarks/region_spreads.py,
-# docs/photo.md). ×4: uniformly blurred photos' two-probe spreads reach 0.243 and unevenly blurred
-# scenes' fall to 0.172 (lenna's ramp, whose regions gain least), so no value separates them; at
-# 0.20 a few uniform photos still pay for the grid and the ramp scenes below it keep one kernel
-# (the region table moves by less than its +0.028 dB ramp gain). ×2 and ×3 are provisional, below
-# their grid thresholds, until their probe spreads are measured.
-_PROBE_SPREAD = {2: 0.36, 3: 0.29, 4: 0.20}
+# The probes' spread below which the grid is not completed, per scale, from the two-probe spreads
+# of benchmarks/region_spreads.py (docs/photo.md): ×2 midway between uniformly blurred photos'
+# largest (0.422) and unevenly blurred scenes' smallest (0.486); ×4 has no gap (uniform up to
+# 0.216, uneven down to 0.172, lenna's ramp, whose regions gain least): at 0.20 one uniform
+# photo-kernel pair of 40 still pays for the grid and that ramp keeps one kernel. ×3 is not
+# measured: its grid threshold.
+_PROBE_SPREAD = {2: 0.45, 3: 0.35, 4: 0.20}
 PROBE_AREA_SHARE = 0.10     # of the photo's area, what the probe crops may cost at most (≥ 2 crops)
 _PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # quarters: top-left and bottom-right first
 
