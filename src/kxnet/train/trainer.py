@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from ..io import atomic_write_json
+from ..models import architecture_of
 from .checkpoint import (STATE_FORMAT, check_resumable, restore_rng, resume_point, rng_state, save_checkpoint,
                          weights_metadata)
 from .config import Config, build_model, save_config
@@ -111,7 +112,9 @@ class Trainer:
         if self.world_size > 1:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)  # eta_stage is dead in the release's forward
+                # the descriptor says whether some parameter gets no gradient (KXNet's eta_stage,
+                # dead in the release's forward); DDP's search for them costs every other method
+                find_unused_parameters=architecture_of(self.model).find_unused_parameters)
         if t.compile:
             self.forward_model = torch.compile(self.forward_model)
 
