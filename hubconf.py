@@ -52,3 +52,9 @@ def kxnet_x4_photo(device="cpu"):
     """KXNet ×4, ``kxnet_x4.photo``: ``kxnet_x4.setting2`` trained further on JPEG and camera
     noise, for compressed or noisy photos."""
     return _load("kxnet_x4.photo", device)
+
+
+def kxnet_x2_photo(device="cpu"):
+    """KXNet ×2, ``kxnet_x2.photo``: ``kxnet_x2.setting2`` trained further on JPEG-compressed
+    photos with white or camera noise (what ``kxnet sr`` runs for ×2 inputs with a JPEG history)."""
+    return _load("kxnet_x2.photo", device)

@@ -36,7 +36,7 @@ def _fmt(v, spec: str, missing: str = "-") -> str:
 
 def run(args) -> int:
     from ..models import architectures, list_models
-    from ..models.zoo import MANIFEST, default_model, model_zoo_markdown, read_manifest
+    from ..models.zoo import MANIFEST, PHOTO_MODELS, default_model, model_zoo_markdown, read_manifest
 
     entries = read_manifest()
     if args.markdown:
@@ -51,6 +51,8 @@ def run(args) -> int:
         print(f"no shipped weights ({MANIFEST} is missing or empty); give --model PATH to `kxnet sr`")
     else:
         defaults = {default_model(s, entries=entries) for s in (2, 3, 4)}
+        photo_models = {n for n in PHOTO_MODELS.values() if n in entries} - defaults
+        routed = {entries[n].config.get("scale") for n in photo_models}
         print(f"{'name':<24} {'arch':<6} {'scale':>5} {'set.':>4} {'stages':>6} {'params':>7} {'size':>8}   "
               "Set5 σn 0 PSNR: ours / bicubic / paper")
         for name in sorted(entries):
@@ -59,7 +61,10 @@ def run(args) -> int:
             config = e.config
             score = (f"{_fmt(cell.get('psnr'), '.2f')} / {_fmt(cell.get('bicubic_psnr'), '.2f')} / "
                      f"{_fmt(cell.get('paper_psnr'), '.2f')}" if cell else "not benchmarked")
-            flags = ("  (default of kxnet sr)" if name in defaults else "") + \
+            # without --model, kxnet sr routes each photo by its JPEG history (inference.routing)
+            flags = ("  (kxnet sr: inputs with a JPEG history)" if name in photo_models else
+                     "  (kxnet sr: inputs without a JPEG history)" if name in defaults and config.get("scale") in routed
+                     else "  (default of kxnet sr)" if name in defaults else "") + \
                 ("  (file not installed)" if not e.path.is_file() else "")
             print(f"{name:<24} {e.arch:<6} {'×' + str(config.get('scale')):>5} {_fmt(config.get('setting'), 'd'):>4} "
                   f"{_fmt(config.get('stages') or config.get('loops'), 'd'):>6} {e.parameters / 1e6:6.2f}M "
