@@ -54,7 +54,7 @@ def main() -> int:
     startup = time.perf_counter() - t0
     w, h = map(int, args.size.split("x"))
     print(f"start-up (a fresh interpreter importing the CLI): {startup:.2f} s\n")
-    print(f"| LR | scale | backend | load | read | estimate | regions | network | write | total |")
+    print("| LR | scale | backend | load | read | estimate | regions | network | write | total |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for s in args.scales:

@@ -1,4 +1,6 @@
 import os
+import signal
+import subprocess
 
 import numpy as np
 import pytest
@@ -72,3 +74,18 @@ def write_hr_images(root, sizes=((40, 48), (36, 36)), seed=0):
 def hr_folder(tmp_path_factory):
     """A folder of two tiny HR images (:func:`write_hr_images`), shared by a test module."""
     return write_hr_images(tmp_path_factory.mktemp("hr"))
+
+
+def run_in_own_session(cmd, timeout: int = 300, **popen) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (text output captured) in a session of its own, so that on a timeout the
+    process and everything it started — torchrun and its ranks — are killed together (killing
+    the launcher alone would leave its ranks running, orphaned); a timeout fails the test."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **popen)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(map(str, cmd[2:6]))} did not finish in {timeout} s: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

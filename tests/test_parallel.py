@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image as PILImage
 
+from conftest import run_in_own_session
 from kxnet.models import create_model, save_model
 from kxnet.parallel import shard
 
@@ -41,15 +42,7 @@ def _run(args, procs: int, timeout=300):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
                "--max_restarts=0", "-m", "kxnet", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"{' '.join(cmd[2:6])} did not finish in {timeout} s: {err[-2000:]}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_in_own_session(cmd, timeout, env=_env())
 
 
 @pytest.fixture(scope="module")

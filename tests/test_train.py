@@ -20,6 +20,7 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import run_in_own_session
 from kxnet.cli import main as cli_main
 from kxnet.models import KXNetLoss, KXNetOutput, load_model
 from kxnet.train import (
@@ -430,16 +431,8 @@ def test_torchrun_two_processes_match_one(data_dirs, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "--max_restarts=0", str(ROOT / "tests" / "ddp_worker.py"), str(recipe), str(out)]
-    # own session, so a hang on a loaded machine kills torchrun *and* its workers, not just the launcher
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                            start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 300 s: {stderr[-2000:]}")
-    assert proc.returncode == 0, stderr[-3000:]
+    done = run_in_own_session(cmd, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
     ddp = torch.load(out, weights_only=True)
     assert ddp["world_size"] == 2 and ddp["backend"] == "gloo"
 

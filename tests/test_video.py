@@ -20,7 +20,7 @@ from kxnet.io.chart import draw_chart
 from kxnet.kernels import benchmark_kernels
 from kxnet.metrics import kernel_l1
 from kxnet.models import load_model
-from conftest import perturbed_kxnet
+from conftest import perturbed_kxnet, run_in_own_session
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -400,8 +400,6 @@ def test_sr_command_line_takes_a_video(clip, tmp_path, capsys):
 def test_torchrun_shares_the_shots_of_one_video(clip, tmp_path):
     """Two processes take a shot each; rank 0 joins the pieces with the sound."""
     import os
-    import signal
-    import subprocess
     import sys
 
     from kxnet.models import save_model
@@ -410,16 +408,8 @@ def test_torchrun_shares_the_shots_of_one_video(clip, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max_restarts=0",
            "-m", "kxnet", "sr", str(clip), "-o", str(tmp_path / "out"), "--model", str(weights), "--save-kernel",
            "--quiet"]
-    # a session of its own: on a timeout torchrun and both its ranks are killed, none left orphaned
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, stderr = proc.communicate()
-        pytest.fail(f"torchrun did not finish in 300 s: {stderr[-2000:]}")
-    assert proc.returncode == 0, stderr[-3000:]
+    done = run_in_own_session(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "two_shots_x2.json").read_text())
     assert report["processes"] == 2 and report["frames"] == 2 * PER_SHOT and report["audio"] == "kept"
     assert [s["frames"] for s in report["shots"]] == [[0, PER_SHOT], [PER_SHOT, 2 * PER_SHOT]]
