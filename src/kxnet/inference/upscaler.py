@@ -288,9 +288,9 @@ class Upscaler:
         if self.regions == "auto":
             cells = probe_cells(lr, r)
             known = self._region_estimates(lr, cells, known, "kernel probes")
-            info["probes"] = [list(c) for c in cells]
-            info["probe_spread"] = round(kernel_spread(torch.stack([known[c][-1] for c in cells])), 4)
-            if info["probe_spread"] < probe_spread(self.scale):
+            spread = kernel_spread(torch.stack([known[c][-1] for c in cells]))
+            info["probes"], info["probe_spread"] = [list(c) for c in cells], round(spread, 4)
+            if spread < probe_spread(self.scale):     # decided on the spread, not its rounding
                 return None, info
         regions = self.estimate_regions(lr, known)
         info["spread"] = round(regions.spread, 4)
