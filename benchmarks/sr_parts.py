@@ -73,7 +73,7 @@ def main() -> int:
                 img = read_image(image)
                 times["read"] = time.perf_counter() - t
                 t = time.perf_counter()
-                chosen, estimate, _ = router.pick(img)
+                chosen = router.pick(img).upscaler
                 times["estimate"] = time.perf_counter() - t
                 t = time.perf_counter()
                 regions, _ = chosen.decide_regions(to_tensor(img.rgb)) if chosen._wants_regions(h, w) else (None, {})

@@ -130,10 +130,11 @@ def test_a_router_builds_each_model_once_and_a_forced_one_serves_all():
     built = []
     router = Router(4, lambda name: built.append(name) or name, jpeg_quality=70)
     img = Image(rgb=np.full((32, 32, 3), 0.5, np.float32))
-    picks = [router.pick(img)[0] for _ in range(3)]
+    picks = [router.pick(img).upscaler for _ in range(3)]
     assert picks == [route(4, estimate_for(img, 70))] * 3 and len(built) == 1
     forced = Router(4, lambda name: pytest.fail("nothing to build"), forced="mine", jpeg_quality="none")
-    assert forced.pick(img)[0] == "mine" and forced.pick(img)[2] == "given"
+    assert forced.pick(img).upscaler == "mine" and forced.pick(img).why == "given"
+    assert forced.pick(img).record()["model_chosen_by"] == "given"
 
 
 def test_sr_reports_the_estimate_and_follows_it(tmp_path, lr):

@@ -190,7 +190,7 @@ class DemoService:
         from ..inference.job import run_job, side_paths, write_job
         from ..inference.upscaler import MIN_INPUT_SIDE, REGION_MODES, Upscaler
         from ..io import ImageError, read_image
-        from ..inference.routing import estimate_for, route_why
+        from ..inference.routing import Router
 
         if regions not in REGION_MODES:
             raise DemoError(f"regions must be one of {', '.join(REGION_MODES)}, got {regions!r}")
@@ -202,20 +202,22 @@ class DemoService:
         if img.width * img.height > self.max_pixels:    # a format whose header Pillow could not read
             self._too_large(name, img.width, img.height)
 
+        def upscaler(name):
+            return Upscaler(self.model(name, scale), self.device, progress=progress, regions=regions,
+                            backend=self.backend)
+
         # without a model chosen, the photo's degradation estimate chooses (inference.routing)
-        estimate = estimate_for(img)
-        chosen, why = (model, "given") if model else route_why(scale, estimate)
-        resolved = self.model(chosen, scale)
+        route = Router(scale, upscaler, forced=upscaler(model) if model else None).pick(img)
+        resolved = route.upscaler.resolved
         kernel = None
         if kernel_path:
             kernel_name = kernel_name or Path(kernel_path).name
             kernel = self._kernel(kernel_path, kernel_name, resolved.config.kernel_size)
-        up = Upscaler(resolved, self.device, progress=progress, regions=regions, backend=self.backend)
-        if kernel is not None and not up.takes_hr_kernel:
+        if kernel is not None and not route.upscaler.takes_hr_kernel:
             raise DemoError(f"a {resolved.arch.name} model takes no HR blur kernel: run it without a kernel file")
 
-        job = run_job(up, img, kernel, keep_stages=True, kernel_source=kernel_name if kernel is not None else None)
-        job.degradation = {**estimate.to_dict(), "model_chosen_by": why}
+        job = run_job(None, img, kernel, keep_stages=True, kernel_source=kernel_name if kernel is not None else None,
+                      route=route)
         out = folder / f"{Path(name).stem or 'image'}_x{resolved.scale}.png"
         record = write_job(job, out, name, save_kernel=True, stages=True)
         side = side_paths(out)

@@ -38,15 +38,17 @@ class Job:
 
 
 def run_job(upscaler, image: Image, kernel=None, keep_stages: bool = False, kernel_source: str | None = None,
-            router=None) -> Job:
+            router=None, route=None) -> Job:
     """Super-resolve ``image`` (blind, or with ``kernel``; ``kernel_source`` names where it
     came from for the sidecar). With a :class:`~kxnet.inference.routing.Router` the model
-    follows the image's degradation estimate (``upscaler`` may then be None)."""
-    degradation = None
+    follows the image's degradation estimate; ``route``, a choice already made by one (the demo
+    needs the model before it runs), does the same. ``upscaler`` is then None."""
     if router is not None:
-        upscaler, estimate, why = router.pick(image)
-        degradation = {**estimate.to_dict(), "model_chosen_by": why}
+        route = router.pick(image)
+    if route is not None:
+        upscaler = route.upscaler
     result, k, info, output = upscaler.run(image, kernel=kernel, keep_output=keep_stages)
+    degradation = route.record() if route is not None else None
     if degradation is not None:
         info["seconds"] = round(info["seconds"] + degradation["seconds"], 3)
     return Job(image, result, k, info, upscaler.resolved.meta(), output, kernel_source, upscaler.last_regions,

@@ -11,13 +11,14 @@ and a user who knows better than the estimate says so with ``jpeg_quality`` (``-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from ..degrade.estimate import DegradationEstimate, estimate_degradation
 from ..io import Image
 from ..models.zoo import PHOTO_MODELS, default_model, read_manifest
 
-__all__ = ["JPEG_OVERRIDES", "Router", "estimate_for", "parse_jpeg_quality", "route", "route_why"]
+__all__ = ["JPEG_OVERRIDES", "Route", "Router", "estimate_for", "parse_jpeg_quality", "route", "route_why"]
 
 JPEG_OVERRIDES = ("auto", "none")     # or a quality 1…100
 
@@ -62,6 +63,20 @@ def parse_jpeg_quality(text: str | int) -> str | int:
     return quality
 
 
+@dataclass
+class Route:
+    """What :meth:`Router.pick` chose for one image: the ``upscaler``, the ``estimate`` it
+    followed, and ``why`` (``"JPEG history"``, ``"default"`` or ``"given"``)."""
+
+    upscaler: object
+    estimate: DegradationEstimate
+    why: str
+
+    def record(self) -> dict:
+        """The sidecar's ``degradation`` entry."""
+        return {**self.estimate.to_dict(), "model_chosen_by": self.why}
+
+
 class Router:
     """Upscalers by input: ``make(name)`` builds the upscaler of a shipped name, once (``known``
     holds those built already); ``forced``, an upscaler, serves every input (``--model``)."""
@@ -79,10 +94,10 @@ class Router:
             self._upscalers[name] = self.make(name)
         return self._upscalers[name]
 
-    def pick(self, image: Image):
-        """(upscaler, estimate, why) for ``image``."""
+    def pick(self, image: Image) -> Route:
+        """The :class:`Route` of ``image``."""
         estimate = estimate_for(image, self.jpeg_quality)
         if self.forced is not None:
-            return self.forced, estimate, "given"
+            return Route(self.forced, estimate, "given")
         name, why = route_why(self.scale, estimate)
-        return self.upscaler(name), estimate, why
+        return Route(self.upscaler(name), estimate, why)
