@@ -151,10 +151,9 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
     are resolved once and kept between calls with the same arguments.
     """
     from .inference.job import run_job
-    from .inference.routing import Router
+    from .inference.routing import router_for
     from .inference.upscaler import MIN_INPUT_SIDE, Upscaler, load_kernel, resolve_device
     from .io import read_image
-    from .models import resolve
 
     dev = resolve_device(device)
     key, resolved = _resolved(model, scale, dev)
@@ -184,11 +183,9 @@ def super_resolve(image_or_path, scale: int | None = 4, model=None, device=None,
         kernel = load_kernel(kernel, resolved.config.kernel_size)
     key = (key, tile, regions, backend, jpeg_quality)
     if _upscalers.get("key") != key:     # an OpenVINO runner compiles per input size: keep it
-        up = Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend)
-        router = Router(resolved.scale, lambda name: Upscaler(resolve(name, resolved.scale, device=dev), dev, tile=tile,
-                                                              regions=regions, backend=backend),
-                        forced=up if model is not None else None, jpeg_quality=jpeg_quality, known={resolved.name: up})
-        _upscalers.update(key=key, router=router)
+        _upscalers.update(key=key, router=router_for(
+            resolved, lambda m: Upscaler(m, dev, tile=tile, regions=regions, backend=backend),
+            given=model is not None, jpeg_quality=jpeg_quality))
     job = run_job(None, img, kernel=kernel, kernel_source=source, router=_upscalers["router"])
     info = dict(job.info)
     info["degradation"] = job.degradation
@@ -215,10 +212,9 @@ def super_resolve_folder(inputs, output="results", scale: int | None = 4, model=
     under ``torchrun`` shares a folder among several).
     """
     from .inference.folder import find_inputs, plan_folder, run_folder
-    from .inference.routing import Router, parse_jpeg_quality
+    from .inference.routing import parse_jpeg_quality, router_for
     from .inference.upscaler import Upscaler, load_kernel, resolve_device
     from .io import IMAGE_EXTENSIONS
-    from .models import resolve
 
     if f".{format}" not in IMAGE_EXTENSIONS:
         raise ValueError(f"format {format!r}: expected one of {', '.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}")
@@ -229,12 +225,11 @@ def super_resolve_folder(inputs, output="results", scale: int | None = 4, model=
     source = str(kernel) if isinstance(kernel, (str, os.PathLike)) else None
     if source is not None:
         kernel = load_kernel(kernel, resolved.config.kernel_size)
-    up = Upscaler(resolved, dev, tile=tile, regions=regions, backend=backend, progress=progress)
-    if kernel is not None and not up.takes_hr_kernel:
+    router = router_for(resolved, lambda m: Upscaler(m, dev, tile=tile, regions=regions, backend=backend,
+                                                     progress=progress),
+                        given=model is not None, jpeg_quality=jpeg_quality)
+    if kernel is not None and not router.upscaler(resolved.name).takes_hr_kernel:
         raise ValueError(f"kernel: a {resolved.arch.name} model takes no HR blur kernel")
-    router = Router(resolved.scale, lambda name: Upscaler(resolve(name, resolved.scale, device=dev), dev, tile=tile,
-                                                          regions=regions, backend=backend, progress=progress),
-                    forced=up if model is not None else None, jpeg_quality=jpeg_quality, known={resolved.name: up})
     video_up = Upscaler(resolved, dev, tile=tile, regions="off", backend=backend)   # a kernel per shot
     plan = plan_folder(found, output, resolved.scale, format=format, overwrite=overwrite, kernel=kernel)
     return run_folder(plan, router, video_up, kernel=kernel, kernel_source=source, save_kernel=save_kernel,

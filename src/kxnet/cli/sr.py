@@ -85,7 +85,7 @@ def run(args) -> int:
 
     from ..inference.folder import find_inputs, plan_folder, run_folder
     from ..inference.regions import DEFAULT_REGION
-    from ..inference.routing import Router, parse_jpeg_quality
+    from ..inference.routing import parse_jpeg_quality, router_for
     from ..inference.upscaler import DEFAULT_OVERLAP, Upscaler, load_kernel
     from ..io import ImageError
     from ..models import ScaleMismatchError, resolve
@@ -114,18 +114,13 @@ def run(args) -> int:
         overlap = DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap
         if args.tile is not None and args.tile_overlap is None and args.tile:
             overlap = min(overlap, args.tile // 4)   # a small --tile keeps a proportionate overlap
-        up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
-                      progress=not args.quiet, regions=args.regions, region_size=args.region_size or DEFAULT_REGION,
-                      backend=args.backend)
-        if kernel is not None and not up.takes_hr_kernel:
-            raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
         # without --model each photo's model follows its degradation estimate (inference.routing)
-        def make(name):
-            return Upscaler(resolve(name, scale, device=group.device), group.device, tile=args.tile,
-                            tile_overlap=overlap, precision=args.precision, progress=not args.quiet,
-                            regions=args.regions, region_size=args.region_size or DEFAULT_REGION, backend=args.backend)
-        router = Router(scale, make, forced=up if args.model is not None else None, jpeg_quality=args.jpeg_quality,
-                        known={model.name: up})
+        router = router_for(model, lambda m: Upscaler(
+            m, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision, progress=not args.quiet,
+            regions=args.regions, region_size=args.region_size or DEFAULT_REGION, backend=args.backend),
+            given=args.model is not None, jpeg_quality=args.jpeg_quality)
+        if kernel is not None and not router.upscaler(model.name).takes_hr_kernel:
+            raise UsageError(f"--kernel: a {model.arch.name} model takes no HR blur kernel; run it without --kernel")
         # a video's frame bar is the progress; the tiles of each frame do not get their own
         video_up = Upscaler(model, group.device, tile=args.tile, tile_overlap=overlap, precision=args.precision,
                             regions="off", backend=args.backend)

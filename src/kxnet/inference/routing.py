@@ -16,9 +16,11 @@ from typing import Callable
 
 from ..degrade.estimate import DegradationEstimate, estimate_degradation
 from ..io import Image
+from ..models import resolve
 from ..models.zoo import PHOTO_MODELS, default_model, read_manifest
 
-__all__ = ["JPEG_OVERRIDES", "Route", "Router", "estimate_for", "parse_jpeg_quality", "route", "route_why"]
+__all__ = ["JPEG_OVERRIDES", "Route", "Router", "estimate_for", "parse_jpeg_quality", "route", "route_why",
+           "router_for"]
 
 JPEG_OVERRIDES = ("auto", "none")     # or a quality 1…100
 
@@ -101,3 +103,13 @@ class Router:
             return Route(self.forced, estimate, "given")
         name, why = route_why(self.scale, estimate)
         return Route(self.upscaler(name), estimate, why)
+
+
+def router_for(resolved, build: Callable[[object], object], given: bool, jpeg_quality="auto") -> Router:
+    """The router of ``kxnet sr``, :func:`kxnet.super_resolve` and :func:`kxnet.super_resolve_folder`:
+    ``build(model)`` makes the upscaler of a resolved model, ``resolved`` first (its upscaler is
+    ``router.upscaler(resolved.name)``); ``given`` (``--model``) makes it serve every input, else
+    the scale's other shipped models are resolved on the same device when a photo needs them."""
+    first = build(resolved)
+    return Router(resolved.scale, lambda name: build(resolve(name, resolved.scale, device=first.device)),
+                  forced=first if given else None, jpeg_quality=jpeg_quality, known={resolved.name: first})
