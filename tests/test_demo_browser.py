@@ -6,6 +6,7 @@ The same code makes the screenshot in the docs::
     python tests/test_demo_browser.py docs/demo.png     # examples/chart_x4.png, the default ×4 model
 """
 
+import contextlib
 import socket
 import sys
 import tempfile
@@ -23,10 +24,10 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 _LOADED = "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)"
 
 
-def drive(url: str, photo: Path, screenshot: Path, width: int = 1280, timeout_s: float = 120) -> dict:
-    """Open the page, upload ``photo``, press the button, wait for the result and the kernel;
-    save a full-page screenshot. Returns the natural sizes of the images shown and every
-    request the page tried to make beyond this computer (each one blocked)."""
+@contextlib.contextmanager
+def uploaded(url: str, photo: Path, width: int = 1280, timeout_s: float = 120):
+    """Headless Chromium on the page with ``photo`` uploaded and the button pressed; yields the
+    page and the list of every request it tried beyond this computer (each one blocked)."""
     from playwright.sync_api import sync_playwright
 
     outside: list[str] = []
@@ -38,7 +39,6 @@ def drive(url: str, photo: Path, screenshot: Path, width: int = 1280, timeout_s:
             outside.append(route.request.url)
             route.abort()
 
-    sizes = "els => els.map(e => [e.naturalWidth, e.naturalHeight])"
     with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="kxnet-chromium-") as profile:
         browser = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
                                                        args=CHROMIUM_ARGS, viewport={"width": width, "height": 900})
@@ -50,38 +50,32 @@ def drive(url: str, photo: Path, screenshot: Path, width: int = 1280, timeout_s:
             page.set_input_files("#photo input[type=file]", str(photo))
             page.wait_for_function(f"() => ({_LOADED})([...document.querySelectorAll('#photo img')])")
             page.click("#run")
-            page.wait_for_function(f"() => ({_LOADED})([...document.querySelectorAll('#result img, #kernel img')])"
-                                   " && document.querySelectorAll('#result img').length >= 2")
-            page.wait_for_selector("#downloads a", state="attached")
-            shown = {key: page.eval_on_selector_all(f"#{key} img", sizes) for key in ("result", "kernel", "stages")}
-            shown["fit"] = page.inner_text("#fit")
-            page.screenshot(path=str(screenshot), full_page=True)
+            yield page, outside
         finally:
             browser.close()
+
+
+def drive(url: str, photo: Path, screenshot: Path, width: int = 1280, timeout_s: float = 120) -> dict:
+    """Open the page, upload ``photo``, press the button, wait for the result and the kernel;
+    save a full-page screenshot. Returns the natural sizes of the images shown and every
+    request the page tried to make beyond this computer (each one blocked)."""
+    sizes = "els => els.map(e => [e.naturalWidth, e.naturalHeight])"
+    with uploaded(url, photo, width, timeout_s) as (page, outside):
+        page.wait_for_function(f"() => ({_LOADED})([...document.querySelectorAll('#result img, #kernel img')])"
+                               " && document.querySelectorAll('#result img').length >= 2")
+        page.wait_for_selector("#downloads a", state="attached")
+        shown = {key: page.eval_on_selector_all(f"#{key} img", sizes) for key in ("result", "kernel", "stages")}
+        shown["fit"] = page.inner_text("#fit")
+        page.screenshot(path=str(screenshot), full_page=True)
     return {**shown, "outside": outside}
 
 
 def drive_to_a_refusal(url: str, photo: Path, message: str, timeout_s: float = 120) -> str:
     """Open the page, upload ``photo``, press the button and wait until ``message`` shows on the
     page; returns the page's text then (the refusal as a visitor sees it)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory(prefix="kxnet-chromium-") as profile:
-        browser = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), headless=True,
-                                                       args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
-        try:
-            browser.route("**/*", lambda route: route.continue_() if urlsplit(route.request.url).hostname in LOCAL
-                          or route.request.url.startswith(("data:", "blob:")) else route.abort())
-            page = browser.new_page()
-            page.set_default_timeout(timeout_s * 1000)
-            page.goto(url)
-            page.set_input_files("#photo input[type=file]", str(photo))
-            page.wait_for_function(f"() => ({_LOADED})([...document.querySelectorAll('#photo img')])")
-            page.click("#run")
-            page.wait_for_function("m => document.body.innerText.includes(m)", arg=message)
-            return page.inner_text("body")
-        finally:
-            browser.close()
+    with uploaded(url, photo, timeout_s=timeout_s) as (page, _):
+        page.wait_for_function("m => document.body.innerText.includes(m)", arg=message)
+        return page.inner_text("body")
 
 
 class _Outbound:
