@@ -89,6 +89,7 @@ class Router:
         self.make = make
         self.forced = forced
         self.jpeg_quality = parse_jpeg_quality(jpeg_quality)
+        self.entries = read_manifest()      # read once, not once a photo
         self._upscalers: dict = dict(known or {})
 
     def upscaler(self, name: str):
@@ -101,7 +102,7 @@ class Router:
         estimate = estimate_for(image, self.jpeg_quality)
         if self.forced is not None:
             return Route(self.forced, estimate, "given")
-        name, why = route_why(self.scale, estimate)
+        name, why = route_why(self.scale, estimate, self.entries)
         return Route(self.upscaler(name), estimate, why)
 
 
