@@ -16,7 +16,6 @@ import torch.nn as nn
 
 # by module: the CPU's flags and the extra's presence are read when asked (tests patch them there)
 from .. import hardware
-from ..models import architectures
 from . import openvino
 
 __all__ = ["BACKENDS", "Backend", "choose", "openvino_bf16_possible"]
@@ -46,7 +45,7 @@ def choose(resolved, backend: str = "auto", device: torch.device | str = "cpu", 
     if backend == "openvino":
         on_cpu = torch.device(device).type == "cpu"
         if not (on_cpu and resolved.arch.fast_engine is not None):
-            able = ", ".join(a.label or a.name for a in architectures() if a.fast_engine is not None)
+            able = openvino.engine_methods()
             raise ValueError(f"the OpenVINO backend runs {'on the CPU' if not on_cpu else able + ' models'} only "
                              f"({resolved.arch.name} on {device})")
         if not openvino.openvino_available():

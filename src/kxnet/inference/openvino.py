@@ -61,6 +61,11 @@ GRAPH_VERSION = 1
 _MEMORY_ENTRIES = 16    # compiled models kept per process (least recently used dropped first)
 
 
+def engine_methods() -> str:
+    """The methods whose descriptor has a ``fast_engine``, by label, for messages (``KXNet``)."""
+    return ", ".join(a.label or a.name for a in architectures() if a.fast_engine is not None)
+
+
 def openvino_available() -> bool:
     """Whether the ``openvino`` package imports (the ``openvino`` extra)."""
     try:
@@ -145,8 +150,7 @@ class OpenVINORunner:
         except TypeError:
             arch = None
         if arch is None or arch.fast_engine is None:
-            able = ", ".join(a.label or a.name for a in architectures() if a.fast_engine is not None)
-            raise TypeError(f"OpenVINORunner takes a plain model of a method with a compiled engine ({able}; "
+            raise TypeError(f"OpenVINORunner takes a plain model of a method with a compiled engine ({engine_methods()}; "
                             f"not an optimize()d one), got {type(model).__name__}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
