@@ -326,6 +326,26 @@ def test_compare_panel(tmp_path, capsys):
     assert busiest_window(rgb, 10) == (20, 5)
 
 
+def test_compare_panel_auto_column_follows_the_photo(tmp_path, capsys):
+    """A model given as "auto" is kxnet sr's default: the photo model for a JPEG, the paper's
+    model for a clean PNG, each named in its row's label."""
+    from kxnet.inference.panel import compare_panel
+
+    rgb = (np.random.default_rng(3).random((40, 40, 3)) * 255).astype(np.uint8)
+    PILImage.fromarray(rgb).save(tmp_path / "photo.jpg", quality=50)
+    PILImage.fromarray(rgb).save(tmp_path / "clean.png")
+    done, failures = compare_panel([tmp_path / "photo.jpg", tmp_path / "clean.png"],
+                                   [("paper", "kxnet_x2.setting2"), ("default", "auto")], tmp_path / "panel.png",
+                                   height=64, zoom=16, zoom_px=32, device="cpu")
+    out = capsys.readouterr().out
+    assert (done, failures) == (2, [])
+    jpg_line, png_line = (next(line for line in out.splitlines() if line.startswith(n)) for n in ("photo.jpg", "clean.png"))
+    assert "default: kxnet_x2.photo (JPEG q50 found)" in jpg_line
+    assert "default: kxnet_x2.setting2 (no JPEG history)" in png_line
+    with pytest.raises(ValueError, match="one scale"):
+        compare_panel([tmp_path / "clean.png"], [("default", "auto")], tmp_path / "p2.png", device="cpu")
+
+
 def test_summary_line_and_sidecar_state_the_kernel_as_the_readme_does(tmp_path, capsys):
     """`kxnet sr --kernel examples/chart_x4_kernel.npy` prints the kernel exactly as the README
     states it (σ₁ ≥ σ₂, θ of the σ₁ axis), and the sidecar's sigma_x/sigma_y/theta_deg are those."""

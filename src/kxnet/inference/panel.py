@@ -4,7 +4,9 @@ Every input is super-resolved by every model (failures are reported, not fatal);
 ``rows`` photos that worked, a row shows the input (bicubic, as a viewer would enlarge it) and
 each model's result at one display height, with the same region marked on each, and under
 them that region zoomed and each model's estimated kernel with its Gaussian fit. Real photos
-have no ground truth: the panel is for looking, not for scoring (docs/photo.md).
+have no ground truth: the panel is for looking, not for scoring (docs/photo.md). A model given
+as ``"auto"`` is what ``kxnet sr`` runs without ``--model``: each photo goes to the model its
+degradation estimate picks, named in the column's label.
 """
 
 from __future__ import annotations
@@ -94,23 +96,41 @@ def _row(title: str, results: list[_Result], height: int, zoom: int, zoom_px: in
     return row
 
 
+def _routed(label: str, router, img):
+    """(label naming the model the router picked and why, the job) for one photo."""
+    from .job import run_job
+
+    route = router.pick(img)
+    found = route.estimate.jpeg_quality
+    why = f"JPEG q{found} found" if found is not None else "no JPEG history"
+    return f"{label}: {route.upscaler.resolved.name} ({why})", run_job(None, img, route=route)
+
+
 def compare_panel(inputs: list, models: list[tuple[str, object]], out: str | Path, rows: int = 4, height: int = 256,
                   zoom: int = 96, zoom_px: int = 192, device="auto", tile: int | None = None,
                   log=print) -> tuple[int, list[str]]:
     """Super-resolve every image of ``inputs`` (files, folders, globs) with every model of
-    ``models`` (``(label, anything resolve() takes)``; all of one scale) and write the panel of
-    the first ``rows`` photos to ``out`` (PNG, atomically). Returns (photos done, failures)."""
+    ``models`` (``(label, anything resolve() takes or "auto")``; all of one scale, which the
+    fixed models set) and write the panel of the first ``rows`` photos to ``out`` (PNG,
+    atomically). Returns (photos done, failures)."""
     from ..io import ImageError, atomic_path, list_images, read_image
+    from ..models import resolve
+    from ..models.zoo import default_model
     from ..physics import bicubic_upsample
     from .job import run_job
+    from .routing import router_for
     from .upscaler import MIN_INPUT_SIDE, Upscaler, resolve_device
 
     device = resolve_device(device)
-    ups = [(label, Upscaler(model, device, tile=tile)) for label, model in models]
-    scales = {up.scale for _, up in ups}
+    ups = [(label, None if model == "auto" else Upscaler(model, device, tile=tile)) for label, model in models]
+    scales = {up.scale for _, up in ups if up is not None}
     if len(scales) != 1:
-        raise ValueError(f"the models compared must share one scale, got ×{sorted(scales)}")
+        raise ValueError(f"the models compared must share one scale (and at least one must be fixed, not auto), "
+                         f"got ×{sorted(scales)}")
     (scale,) = scales
+    if any(up is None for _, up in ups):
+        router = router_for(resolve(default_model(scale), scale, device=device),
+                            lambda m: Upscaler(m, device, tile=tile), given=False)
     files, failures, panel_rows, done = [], [], [], 0
     for item in inputs:
         try:
@@ -121,7 +141,7 @@ def compare_panel(inputs: list, models: list[tuple[str, object]], out: str | Pat
         t0 = time.perf_counter()
         try:
             img = read_image(path, min_size=MIN_INPUT_SIDE)
-            jobs = [(label, run_job(up, img)) for label, up in ups]
+            jobs = [(label, run_job(up, img)) if up is not None else _routed(label, router, img) for label, up in ups]
         except (ImageError, ValueError, RuntimeError, OSError) as e:
             failures.append(f"{path}: {' '.join(str(e).split())}")
             log(f"FAILED {failures[-1]}")
@@ -141,7 +161,8 @@ def compare_panel(inputs: list, models: list[tuple[str, object]], out: str | Pat
     if panel_rows:
         width = max(r.width for r in panel_rows)
         panel = PILImage.new("RGB", (width, _LABEL + sum(r.height for r in panel_rows)), "white")
-        header = "kxnet on photos: " + ", ".join(f"{label} = {up.resolved.name}" for label, up in ups)
+        header = "kxnet on photos: " + ", ".join(f"{label} = {up.resolved.name if up else 'as kxnet sr picks'}"
+                                                 for label, up in ups)
         ImageDraw.Draw(panel).text((_GAP, 2), header, fill="black")
         y = _LABEL
         for r in panel_rows:
