@@ -107,6 +107,8 @@ def test_the_estimate_reads_the_file_before_the_pixels(tmp_path, lr):
     assert estimate_degradation(pixels).jpeg_source == "pixels"
     assert "JPEG q83 (4:4:4, file)" in est.summary()
     assert DegradationEstimate(None, None, None, None, 1.25).summary() == "no JPEG history, noise σ 1.2"
+    # after compression the σ is the noise the JPEG left, and the line says so
+    assert DegradationEstimate(75, "file", "4:2:0", (0, 0), 0.44).summary() == "JPEG q75 (4:2:0, file), noise left σ 0.4"
 
 
 def test_routing_sends_jpeg_inputs_to_the_photo_model_and_clean_ones_to_the_papers():

@@ -79,13 +79,16 @@ class DegradationEstimate:
         return d
 
     def summary(self) -> str:
-        """``JPEG q75 (4:2:0, file), noise σ 4.8`` or ``no JPEG history, noise σ 1.2``."""
+        """``JPEG q75 (4:2:0, file), noise left σ 0.4`` or ``no JPEG history, noise σ 1.2``. After
+        compression the σ is what the compression left (it removes most noise), not what the
+        camera made, and says so (docs/photo.md, "The degradation estimate")."""
         if self.jpeg_quality is None:
             jpeg = "no JPEG history"
         else:
             detail = ", ".join(x for x in (self.chroma, self.jpeg_source) if x)
             jpeg = f"JPEG q{self.jpeg_quality} ({detail})"
-        return f"{jpeg}, noise σ {self.noise_sigma:.1f}"
+        noise = "noise left" if self.compressed else "noise"
+        return f"{jpeg}, {noise} σ {self.noise_sigma:.1f}"
 
 
 # ---------------------------------------------------------------------------------- JPEG files
