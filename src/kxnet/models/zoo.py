@@ -299,7 +299,9 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
     for name in sorted(entries):
         e = entries[name]
         c = e.config
-        role = " — the default of `kxnet sr` at this scale" if name in defaults else ""
+        routed = PHOTO_MODELS.get(c.get("scale")) in entries and name not in PHOTO_MODELS.values()
+        role = (" — the default of `kxnet sr` at this scale" + (" for inputs without a JPEG history" if routed else "")
+                if name in defaults else "")
         out += [f"## `{name}`{role}", "",
                 f"{e.arch}, ×{c.get('scale')}, setting {c.get('setting')}"
                 + (f", {c['stages']} stages" if c.get("stages") else "")
@@ -311,9 +313,11 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
         if e.reduced:
             out += [f"Against the paper: {e.reduced}.", ""]
         if name in PHOTO_MODELS.values() and name not in defaults:
+            # routing (kxnet.inference.routing) sends it every input with a JPEG history; the rule
+            # below is for it to serve every input, clean ones too
             paper = entries.get(f"kxnet_x{c.get('scale')}.setting2")
-            out += ["Not the default of `kxnet sr` (`--model " + name + "` runs it): "
-                    + "; ".join(photo_default_shortfalls(e, paper)) + ".", ""]
+            out += ["What `kxnet sr` runs at this scale for inputs with a JPEG history (docs/photo.md, "
+                    "\"Routing\"); not for clean inputs: " + "; ".join(photo_default_shortfalls(e, paper)) + ".", ""]
         for key, note in sorted(e.notes.items()):
             out += [_note_text(key, note), ""]
         rows = _cell_rows(e)
