@@ -49,8 +49,8 @@ _UNIFORM_SPREAD = {2: 0.43, 3: 0.35, 4: 0.19}
 # of benchmarks/region_spreads.py (docs/photo.md): ×2 midway between uniformly blurred photos'
 # largest (0.422) and unevenly blurred scenes' smallest (0.486); ×4 has no gap (uniform up to
 # 0.216, uneven down to 0.172, lenna's ramp, whose regions gain least): at 0.20 one uniform
-# photo-kernel pair of 40 still pays for the grid and that ramp keeps one kernel. ×3 is not
-# measured: its grid threshold.
+# photo-kernel pair of 40 still pays for the grid and that ramp keeps one kernel. ×3: the grid's
+# threshold, below every uneven scene's probes (0.366 up) and above all but one uniform pair (0.365).
 _PROBE_SPREAD = {2: 0.45, 3: 0.35, 4: 0.20}
 PROBE_AREA_SHARE = 0.10     # of the photo's area, what the probe crops may cost at most (≥ 2 crops)
 _PROBE_ORDER = ((0, 0), (-1, -1), (0, -1), (-1, 0))     # quarters: top-left and bottom-right first
