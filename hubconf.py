@@ -58,3 +58,9 @@ def kxnet_x2_photo(device="cpu"):
     """KXNet ×2, ``kxnet_x2.photo``: ``kxnet_x2.setting2`` trained further on JPEG-compressed
     photos with white or camera noise (what ``kxnet sr`` runs for ×2 inputs with a JPEG history)."""
     return _load("kxnet_x2.photo", device)
+
+
+def kxnet_x3_photo(device="cpu"):
+    """KXNet ×3, ``kxnet_x3.photo``: ``kxnet_x3.setting2`` trained further on JPEG-compressed
+    photos with white or camera noise (what ``kxnet sr`` runs for ×3 inputs with a JPEG history)."""
+    return _load("kxnet_x3.photo", device)

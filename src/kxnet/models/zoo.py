@@ -29,7 +29,7 @@ MANIFEST = WEIGHTS_DIR / "manifest.json"
 # paper's six recipes trains with: KXNet's descriptor's ``paper_training``, which the notes read.
 # Photo models are what `kxnet sr` runs by default once they are shipped (docs/photo.md);
 # evaluation and the benchmark keep the paper's models.
-PHOTO_MODELS = {4: "kxnet_x4.photo", 2: "kxnet_x2.photo"}
+PHOTO_MODELS = {4: "kxnet_x4.photo", 3: "kxnet_x3.photo", 2: "kxnet_x2.photo"}
 
 
 @dataclass
