@@ -8,6 +8,7 @@ import torch
 pytest.importorskip("openvino")
 
 from conftest import perturbed_kxnet  # noqa: E402
+from kxnet import hardware  # noqa: E402
 from kxnet.export import ExportableKXNet, NonBlindExportableKXNet  # noqa: E402
 from kxnet.inference.openvino import (OpenVINORunner, clear_memory_cache,  # noqa: E402
                                       openvino_available)
@@ -228,6 +229,18 @@ def test_hidden_bf16_compiles_f32_as_on_a_cpu_without_it(cache, monkeypatch):
         runner = OpenVINORunner(_model(2), precision=asked, threads=1, cache_dir=cache)
         counts = _conv_precisions(runner.compiled_model(SIZE))
         assert runner.precision == "f32" and "bf16" not in counts, (asked, counts)
+
+
+def test_hiding_amx_alone_keeps_bf16_where_avx512_bf16_is_left(cache, monkeypatch):
+    # the AVX-512 BF16 class without AMX (AMD Zen 4), emulated on an AMX CPU: bf16 stays
+    if not hardware.cpu_has_bf16() or "avx512_bf16" not in hardware.cpu_flags():
+        pytest.skip("needs a CPU with AVX-512 BF16")
+    monkeypatch.setenv("KXNET_HIDE_CPU_FLAGS", "amx")
+    assert hardware.cpu_has_bf16()
+    runner = OpenVINORunner(_model(2), precision="bf16", threads=1, cache_dir=cache)
+    assert runner._precision_hint() == "bf16"
+    runner.compiled_model(SIZE)
+    assert runner.precision == "bf16"
 
 
 def test_auto_precision_is_reported(cache):

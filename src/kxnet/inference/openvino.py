@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..hardware import BF16_FLAGS, hidden_flags
+from ..hardware import BF16_FLAGS, cpu_has_bf16, hidden_flags
 from ..io.atomic import atomic_write_bytes
 from ..models.loading import weights_fingerprint
 from ..models.output import SROutput
@@ -191,8 +191,9 @@ class OpenVINORunner:
 
     def _precision_hint(self) -> str | None:
         """What OpenVINO is asked for: None leaves its default (``"auto"``). With bf16 hidden
-        (``$KXNET_HIDE_CPU_FLAGS``) the answer is f32, which OpenVINO gives a CPU without it."""
-        if self.requested_precision != "f32" and hidden_flags() & set(BF16_FLAGS):
+        (``$KXNET_HIDE_CPU_FLAGS``) so that none is left, the answer is f32, which OpenVINO
+        gives a CPU without it; hiding AMX alone leaves AVX-512 BF16, and bf16 with it."""
+        if self.requested_precision != "f32" and hidden_flags() & set(BF16_FLAGS) and not cpu_has_bf16():
             return "f32"
         return None if self.requested_precision == "auto" else self.requested_precision
 
