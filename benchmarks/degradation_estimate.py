@@ -58,6 +58,27 @@ def as_jpeg_file(lr: torch.Tensor, quality: int, chroma: str, folder: Path) -> t
         return np.asarray(im.convert("RGB"), np.float32) / 255, path
 
 
+def image_cells(clean: torch.Tensor, rng: np.random.Generator, folder: Path):
+    """The cells of one clean LR image, drawn from ``rng``: (label, camera noise?, JPEG quality or
+    None, σ truth, [(form, H×W×3 pixels, JPEG file or None)]) — the clean σ0 and σ5 cells as PNG,
+    then four JPEG cells each as a JPEG file and as a PNG of its pixels with the grid shifted."""
+    cells = [("clean σ0", False, 0.0, None, None), ("clean σ5", False, 5.0, None, None)]
+    for _ in range(4):
+        camera = bool(rng.random() < 0.3)
+        cells.append(("jpeg", camera, float(rng.uniform(0, 15)), int(rng.integers(30, 96)),
+                      "4:2:0" if rng.random() < 0.6 else "4:4:4"))
+    for label, camera, sigma, quality, chroma in cells:
+        lr, truth = noisy_lr(clean, rng, camera, sigma)
+        if quality is None:
+            forms = [("png", lr.permute(1, 2, 0).numpy(), None)]
+        else:
+            pixels, file = as_jpeg_file(lr, quality, chroma, folder)
+            grid = (int(rng.integers(8)), int(rng.integers(8)))
+            shifted = jpeg_roundtrip(lr[None], quality, chroma, grid)[0].permute(1, 2, 0).numpy()
+            forms = [("jpeg file", pixels, file), ("png of jpeg", shifted, None)]
+        yield label, camera, quality, truth, forms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
@@ -78,20 +99,7 @@ def main() -> None:
                 rng = np.random.default_rng([args.seed, s, n, len(set_name)])
                 k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
                 clean = degrade(load_hr(path, s), k, s, 0.0)
-                cells = [("clean σ0", False, 0.0, None, None), ("clean σ5", False, 5.0, None, None)]
-                for _ in range(4):
-                    camera = bool(rng.random() < 0.3)
-                    cells.append(("jpeg", camera, float(rng.uniform(0, 15)), int(rng.integers(30, 96)),
-                                  "4:2:0" if rng.random() < 0.6 else "4:4:4"))
-                for label, camera, sigma, quality, chroma in cells:
-                    lr, truth = noisy_lr(clean, rng, camera, sigma)
-                    if quality is None:
-                        forms = [("png", lr.permute(1, 2, 0).numpy(), None)]
-                    else:
-                        pixels, file = as_jpeg_file(lr, quality, chroma, folder)
-                        grid = (int(rng.integers(8)), int(rng.integers(8)))
-                        shifted = jpeg_roundtrip(lr[None], quality, chroma, grid)[0].permute(1, 2, 0).numpy()
-                        forms = [("jpeg file", pixels, file), ("png of jpeg", shifted, None)]
+                for label, camera, quality, truth, forms in image_cells(clean, rng, folder):
                     for form, rgb, file in forms:
                         t0 = time.perf_counter()
                         est = estimate_degradation(rgb, file)

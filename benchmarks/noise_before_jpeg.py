@@ -3,8 +3,8 @@ result, kept so that it can be measured again (docs/photo.md, "The degradation e
 
     python benchmarks/noise_before_jpeg.py          # Set5 and Set14, ×2 and ×4, 4 JPEG cells an image
 
-The cells are benchmarks/degradation_estimate.py's JPEG cells (same seeds), as PNGs of the decoded
-pixels with the grid shifted. Beside the shipped patch estimate (the noise left after compression)
+The cells are benchmarks/degradation_estimate.py's JPEG cells (the same draws), as PNGs of the
+decoded pixels with the grid shifted. Beside the shipped patch estimate (the noise left after compression)
 it prints a maximum-likelihood σ: the luma AC coefficients of the flattest half of the blocks (by
 their five lowest frequencies), from the sixth zig-zag frequency on, taken as zero-mean Gaussian
 noise quantised by the table of the quality found; converted to RGB σ as white noise would be.
@@ -13,15 +13,15 @@ noise quantised by the table of the quality found; converted to RGB σ as white 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from degradation_estimate import DATA, noisy_lr
+from degradation_estimate import DATA, image_cells
 
 from kxnet.degrade import degrade
 from kxnet.degrade.estimate import _block_dct, _luma, estimate_degradation, ijg_table
-from kxnet.degrade.photo import jpeg_roundtrip
 from kxnet.degrade.testsets import load_hr
 from kxnet.hardware import cpu_name
 from kxnet.io import list_images
@@ -60,6 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"CPU {cpu_name()}, 1 thread")
+    folder = Path(tempfile.mkdtemp())
     rows = []
     for s in args.scales:
         kernels = benchmark_kernels(2, s)
@@ -68,12 +69,10 @@ def main() -> None:
                 rng = np.random.default_rng([0, s, n, len(set_name)])
                 k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
                 clean = degrade(load_hr(path, s), k, s, 0.0)
-                for _ in range(4):
-                    camera, sigma = bool(rng.random() < 0.3), float(rng.uniform(0, 15))
-                    quality, chroma = int(rng.integers(30, 96)), "4:2:0" if rng.random() < 0.6 else "4:4:4"
-                    lr, truth = noisy_lr(clean, rng, camera, sigma)
-                    grid = (int(rng.integers(8)), int(rng.integers(8)))
-                    rgb = jpeg_roundtrip(lr[None], quality, chroma, grid)[0].permute(1, 2, 0).numpy()
+                for _, _, quality, truth, forms in image_cells(clean, rng, folder):
+                    if quality is None:
+                        continue
+                    rgb = dict((form, pixels) for form, pixels, _ in forms)["png of jpeg"]
                     est = estimate_degradation(rgb)
                     found = quantised_gaussian_sigma(rgb, est.jpeg_quality or quality, est.grid or (0, 0))
                     rows.append((truth, est.noise_sigma, found))
