@@ -6,7 +6,7 @@ each model's result at one display height, with the same region marked on each, 
 them that region zoomed and each model's estimated kernel with its Gaussian fit. Real photos
 have no ground truth: the panel is for looking, not for scoring (docs/photo.md). A model given
 as ``"auto"`` is what ``kxnet sr`` runs without ``--model``: each photo goes to the model its
-degradation estimate picks, named in the column's label.
+degradation estimate picks, named in that column's label on each row.
 """
 
 from __future__ import annotations
