@@ -40,8 +40,8 @@ def add_parser(sub):
                    help="upscaling factor (default: the model's; ×4 for the bundled weights)")
     p.add_argument("--model", default=None, metavar="NAME|PATH",
                    help="shipped weights name (see `kxnet models`) or checkpoint file "
-                        "(default: kxnet_x<scale>.setting2, or the scale's photo model once its cells "
-                        "qualify it: `kxnet models` marks the default)")
+                        "(default: chosen per photo: the scale's photo model where a JPEG history is "
+                        "found, else kxnet_x<scale>.setting2; see --jpeg-quality)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--precision", choices=["fp32", "fp16", "bf16"], default="fp32",
                    help="CUDA autocast precision (default fp32)")
