@@ -114,11 +114,9 @@ def compare_panel(inputs: list, models: list[tuple[str, object]], out: str | Pat
     fixed models set) and write the panel of the first ``rows`` photos to ``out`` (PNG,
     atomically). Returns (photos done, failures)."""
     from ..io import ImageError, atomic_path, list_images, read_image
-    from ..models import resolve
-    from ..models.zoo import default_model
     from ..physics import bicubic_upsample
     from .job import run_job
-    from .routing import router_for
+    from .routing import Router
     from .upscaler import MIN_INPUT_SIDE, Upscaler, resolve_device
 
     device = resolve_device(device)
@@ -129,8 +127,9 @@ def compare_panel(inputs: list, models: list[tuple[str, object]], out: str | Pat
                          f"got ×{sorted(scales)}")
     (scale,) = scales
     if any(up is None for _, up in ups):
-        router = router_for(resolve(default_model(scale), scale, device=device),
-                            lambda m: Upscaler(m, device, tile=tile), given=False)
+        # the fixed columns' upscalers serve the routed one where it picks the same model
+        router = Router(scale, lambda name: Upscaler(name, device, tile=tile),
+                        known={up.resolved.name: up for _, up in ups if up is not None})
     files, failures, panel_rows, done = [], [], [], 0
     for item in inputs:
         try:
