@@ -45,7 +45,7 @@ def main() -> None:
     from kxnet.inference.evaluate import evaluate
     from kxnet.io import list_images
     from kxnet.models import load_model
-    from kxnet.models.fast import optimize
+    from kxnet.models.kxnet.fast import optimize
 
     model = load_model(args.model)
     c = model.config

@@ -344,7 +344,7 @@ def time_images(model, root: Path, set_dir: Path, repeats: int) -> dict:
     (the order rotating every round), after one untimed call that compiles the graphs."""
     from kxnet.degrade.testsets import load_manifest
     from kxnet.io import read_image, to_tensor
-    from kxnet.models.fast import optimize
+    from kxnet.models.kxnet.fast import optimize
 
     manifest = load_manifest(set_dir)
     first = manifest["pairs"][0]["kernel_tag"]

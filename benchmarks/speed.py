@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from kxnet.models import KXNet, KXNetConfig
-from kxnet.models.fast import optimize
-from kxnet.models.reference import KXNetReference
+from kxnet.models.kxnet.fast import optimize
+from kxnet.models.kxnet.reference import KXNetReference
 
 PATHS = ("reference", "fast", "optimized")
 

@@ -24,7 +24,7 @@ from kxnet.io import read_image
 from kxnet.kernels import anisotropic_gaussian
 from kxnet.models import DCLS, DCLSConfig, DCLSLoss, ModelLoadError, SROutput, create_model, load_model, save_model
 from kxnet.models.dcls import FILTER_STRUCTURES, _is_dcls_state
-from kxnet.models.dcls_fourier import cls_deconvolve, lr_space_kernel, reformulated_kernel, zeroize_negligible
+from kxnet.models.dcls.fourier import cls_deconvolve, lr_space_kernel, reformulated_kernel, zeroize_negligible
 from kxnet.physics import blur, blur_downsample, downsample
 from kxnet.train import dcls_loss, load_config
 from conftest import circular_convolution

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kxnet.models import KXNet, KXNetConfig
-from kxnet.models.fast import (
+from kxnet.models.kxnet.fast import (
     FusedProxNet,
     OptimizedKXNet,
     image_step_gradient_fast,
@@ -14,7 +14,7 @@ from kxnet.models.fast import (
     optimize,
 )
 from kxnet.models.kxnet import _ProxNet, image_step_gradient
-from kxnet.models.reference import KXNetReference
+from kxnet.models.kxnet.reference import KXNetReference
 from kxnet.physics import (
     back_project,
     back_project_phases,
