@@ -98,15 +98,13 @@ def test_every_backend_gives_one_answer_to_bad_input(kx):
                 up.run(img, kernel=bad)
             messages.add(str(e.value))
         assert len(messages) == 1, messages
-    # and the same picture and kernel, to the cost of the precision OpenVINO compiled. Its graphs
-    # take sides in multiples of backends.SNAP, edge-replicated (20×24 runs as 32×32, which alone
-    # moves the blind estimate to 39 dB / kernel L1 0.04 of the unpadded picture), so PyTorch
-    # runs the photo padded so too, and the padding is cropped off.
+    # and the same picture and kernel, to the cost of the precision OpenVINO compiled: a blind
+    # run is not padded to a multiple of backends.SNAP (edge replication moved this estimate to
+    # 39 dB / kernel L1 0.04 when it was), so its graph has the photo's own size
     b, kb, ib, _ = ups[1].run(img)
-    padded = np.pad(img.rgb, ((0, 32 - 20), (0, 32 - 24), (0, 0)), mode="edge")
-    a, ka, ia, _ = ups[0].run(Image(rgb=padded))
+    a, ka, ia, _ = ups[0].run(img)
     assert ia["backend"]["name"] == "torch" and ib["backend"]["name"] == "openvino"
-    psnr = 10 * np.log10(1 / float(np.mean((a.rgb[:40, :48] - b.rgb) ** 2)))
+    psnr = 10 * np.log10(1 / float(np.mean((a.rgb - b.rgb) ** 2)))
     # measured (2-stage ×2 KXNet): f32 147.7 dB, kernel L1 4e-7 (float32 rounding); bf16 58.4 dB,
     # 4e-4 (the X-prox nets' bf16). A wiring fault (a stage's kernel, the crop) costs tens of dB.
     least, most = {"f32": (120, 1e-5), "bf16": (50, 2e-3)}[ib["backend"]["precision"]]
@@ -155,3 +153,39 @@ def test_benchmark_auto_takes_the_fast_backend_only_where_the_manifest_measured_
     assert not fast_backend_allowed(resolve(perturbed_kxnet(2, 2)))       # no entry, nothing measured
     _force(monkeypatch, False, True)
     assert not any(fast_backend_allowed(resolve(name)) for name in costs)
+
+
+def test_auto_takes_int8_only_without_bf16_and_for_a_recipe_measured_close(kx, monkeypatch):
+    pytest.importorskip("openvino")
+    from kxnet.models import zoo
+
+    entries = zoo.read_manifest()
+    with_recipe = [n for n, e in entries.items() if e.int8]
+    if not with_recipe:
+        pytest.skip("no shipped model has an int8 recipe")
+    _force(monkeypatch, False, True)
+    for name in with_recipe:
+        chosen = backends.choose(resolve(name), "auto", "cpu")
+        expected = "int8" if zoo.int8_close(entries[name]) else "fp32 optimized"
+        assert chosen.precision == expected, name
+        assert backends.choose(resolve(name), "auto", "cuda").name == "torch"       # OpenVINO is CPU only
+        assert backends.choose(resolve(name), "openvino-int8", "cpu").precision == "int8"
+    assert backends.choose(kx, "auto", "cpu").name == "torch"              # no entry, no recipe
+    with pytest.raises(ValueError, match="no int8 recipe"):
+        backends.choose(kx, "openvino-int8", "cpu")
+    _force(monkeypatch, True, True)                                         # bf16 wins where it runs
+    assert backends.choose(resolve(with_recipe[0]), "auto", "cpu").module.requested_precision == "bf16"
+    _force(monkeypatch, False, False)                                       # no extra: PyTorch
+    assert backends.choose(resolve(with_recipe[0]), "auto", "cpu").name == "torch"
+
+
+def test_int8_cost_rule_reads_every_measured_cell():
+    from kxnet.models.zoo import INT8_COST_DB, WeightsEntry, int8_close
+
+    def entry(costs):
+        return WeightsEntry("m", "m.safetensors", "0" * 64, 1, "kxnet", {}, 1, "fp16", 1, "", "",
+                            int8=None if costs is None else {"file": "m.int8.safetensors", "sha256": "", "cost_db": costs})
+
+    assert int8_close(entry({"a": -0.01, "b": INT8_COST_DB}))
+    assert not int8_close(entry({"a": -0.01, "b": -INT8_COST_DB - 0.001}))
+    assert not int8_close(entry({})) and not int8_close(entry(None)) and not int8_close(None)

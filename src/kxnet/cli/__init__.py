@@ -12,6 +12,8 @@ import os
 import sys
 
 SUBCOMMANDS = ["sr", "synth", "eval", "train", "convert", "models", "export", "benchmark", "demo"]
+# --backend's choices (kxnet.inference.backends.BACKENDS, kept here so --help imports no torch)
+BACKEND_CHOICES = ["auto", "torch", "openvino", "openvino-int8"]
 
 
 class UsageError(Exception):

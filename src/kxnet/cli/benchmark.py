@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import BACKEND_CHOICES
+
 
 def add_parser(sub):
     p = sub.add_parser("benchmark", help="score models on regenerated Set5/Set14/B100 beside the paper's numbers",
@@ -34,10 +36,11 @@ def add_parser(sub):
     p.add_argument("--out", default="runs/benchmark", help="where the table and plots go")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-sweep", action="store_true", help="skip the kernel-width sweep")
-    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="what runs the network: auto (OpenVINO bf16 for a model whose manifest records a cost of at "
                         "most 0.01 dB in every cell measured both ways, on a bf16 CPU with the extra; PyTorch "
-                        "otherwise), torch (the exact path) or openvino; each cell says which ran it")
+                        "otherwise; never int8), torch (the exact path), openvino or openvino-int8; each cell "
+                        "says which ran it")
     return p
 
 

@@ -7,6 +7,8 @@ one is kept. Runs until interrupted.
 
 from __future__ import annotations
 
+from . import BACKEND_CHOICES
+
 
 def add_parser(sub):
     p = sub.add_parser(
@@ -22,7 +24,7 @@ def add_parser(sub):
     p.add_argument("--share", action="store_true",
                    help="also open a public link through Gradio's share servers (off by default)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    p.add_argument("--backend", choices=["auto", "torch", "openvino"], default="auto",
+    p.add_argument("--backend", choices=BACKEND_CHOICES, default="auto",
                    help="the engine on the CPU, as kxnet sr --backend (default auto)")
     return p
 

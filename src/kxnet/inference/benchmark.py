@@ -155,6 +155,8 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
     fast = choose(model, backend, group.device) if backend != "torch" else None
     runner = fast.module if fast else model.runner
     engine = "torch" if fast is None else f"{fast.name}-{fast.precision}"
+    recipe = getattr(runner, "int8", None)     # int8 cells are cached per recipe
+    engine_tag = engine if recipe is None else f"{engine}-{recipe.digest}"
     bicubic = create_model("bicubic", scale=scale)
     cache = work / "cells" / weights_fingerprint(model.model)
     cache.mkdir(parents=True, exist_ok=True)
@@ -171,7 +173,7 @@ def benchmark_model(model: ResolvedModel, name: str, data_root: Path, work: Path
             if group.is_main and not (set_dir / "manifest.json").is_file():
                 synthesise(chosen, set_dir, setting, scale, how, seed=0, overwrite=True, progress=False)
             group.barrier()
-            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}" + ("" if engine == "torch" else f"_{engine}")
+            stem = f"v{PROTOCOL_VERSION}_{tag}_noise{noise:g}{extra}" + ("" if engine == "torch" else f"_{engine_tag}")
 
             def run(as_oracle: bool, set_dir=set_dir):
                 return evaluate(runner, set_dir, name, device, per_stage=not as_oracle,

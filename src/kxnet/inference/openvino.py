@@ -23,7 +23,9 @@ seconds, compiling it well under one, so both are cached:
   here every entry is written under a temporary name in the same folder and renamed.
 
 Precision: ``"f32"``; ``"bf16"``; ``"auto"`` leaves OpenVINO's default for the device, which
-is bf16 on CPUs with bf16 instructions (avx512_bf16 or AMX) and f32 elsewhere.
+is bf16 on CPUs with bf16 instructions (avx512_bf16 or AMX) and f32 elsewhere; ``"int8"``
+rewrites each graph by a shipped model's :class:`~kxnet.inference.int8.Int8Recipe` (the X-steps'
+prox nets in int8, the rest f32) before it is saved, and keys its cache entries by the recipe.
 :attr:`OpenVINORunner.precision` reports what the compiled models use. In bf16 the engine's
 ``keep_precise`` marks what stays f32 (KXNet: all but the X-steps' prox nets, nearly all of the
 FLOPs, as under ``torch.autocast``; docs/speed.md, "Backends"): OpenVINO's "precise" runtime
@@ -55,7 +57,7 @@ from ..models.registry import architecture_of, architectures
 
 __all__ = ["PRECISIONS", "OpenVINORunner", "openvino_available", "default_cache_dir", "clear_memory_cache"]
 
-PRECISIONS = ("auto", "f32", "bf16")
+PRECISIONS = ("auto", "f32", "bf16", "int8")
 # Part of every cache key: bump it when a method's engine graphs change, so no stale IR is read.
 GRAPH_VERSION = 1
 _MEMORY_ENTRIES = 16    # compiled models kept per process (least recently used dropped first)
@@ -144,7 +146,7 @@ class OpenVINORunner:
     """
 
     def __init__(self, model: torch.nn.Module, precision: str = "auto", threads: int | None = None,
-                 cache_dir: str | os.PathLike | None = None, snap: int = 0):
+                 cache_dir: str | os.PathLike | None = None, snap: int = 0, int8=None):
         try:
             arch = architecture_of(model)
         except TypeError:
@@ -156,6 +158,8 @@ class OpenVINORunner:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
+        if (precision == "int8") != (int8 is not None):
+            raise ValueError("precision 'int8' takes an int8 recipe (int8=), and an int8 recipe precision 'int8'")
         _ov()
         param = next(model.parameters())
         if param.dtype != torch.float32 or param.device.type != "cpu":
@@ -167,12 +171,15 @@ class OpenVINORunner:
         self.kernel_size = self.engine.kernel_size
         self.fingerprint = weights_fingerprint(model)
         self.requested_precision = precision
+        self.int8 = int8
         self.requested_threads = None if threads is None else int(threads)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.stats = CacheStats()
         self._last: _Entry | None = None
-        # Every new input size is a new graph (seconds to convert); padding the input up to a
-        # multiple of ``snap`` (edge replication, cropped off the output) bounds how many there are.
+        # Every new input size is a new graph (seconds to convert); padding a tile up to a multiple
+        # of ``snap`` (edge replication, cropped off the output) bounds how many there are. Blind
+        # runs are never padded: their kernel is estimated from the whole input, and replicated
+        # edges moved complete Set5 ×2 cells by up to 0.33 dB an image (docs/speed.md).
         self.snap = int(snap)
 
     # -- what the compiled models use -------------------------------------------------
@@ -192,7 +199,10 @@ class OpenVINORunner:
     def _precision_hint(self) -> str | None:
         """What OpenVINO is asked for: None leaves its default (``"auto"``). With bf16 hidden
         (``$KXNET_HIDE_CPU_FLAGS``) so that none is left, the answer is f32, which OpenVINO
-        gives a CPU without it; hiding AMX alone leaves AVX-512 BF16, and bf16 with it."""
+        gives a CPU without it; hiding AMX alone leaves AVX-512 BF16, and bf16 with it. An int8
+        graph's float parts run in f32."""
+        if self.requested_precision == "int8":
+            return "f32"
         if self.requested_precision != "f32" and hidden_flags() & set(BF16_FLAGS) and not cpu_has_bf16():
             return "f32"
         return None if self.requested_precision == "auto" else self.requested_precision
@@ -205,7 +215,10 @@ class OpenVINORunner:
     @property
     def precision(self) -> str:
         """The inference precision in use (``"f32"`` or ``"bf16"``): the last compiled model's
-        ``INFERENCE_PRECISION_HINT``, or the device default that ``"auto"`` will get."""
+        ``INFERENCE_PRECISION_HINT``, or the device default that ``"auto"`` will get; ``"int8"``
+        for int8 graphs."""
+        if self.requested_precision == "int8":
+            return "int8"
         if self._last is not None:
             return self._last.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         return self._resolved_precision()
@@ -228,7 +241,7 @@ class OpenVINORunner:
         p = self.kernel_size if blind else condition.shape[-1]
         self.engine.check(h, w, p, blind)
 
-        if self.snap:
+        if self.snap and not blind:
             ph, pw = -(-h // self.snap) * self.snap, -(-w // self.snap) * self.snap
             if (ph, pw) != (h, w):
                 y = torch.nn.functional.pad(y, (0, pw - w, 0, ph - h), mode="replicate")
@@ -265,7 +278,7 @@ class OpenVINORunner:
     # -- caches -----------------------------------------------------------------------
 
     def _entry(self, size: tuple[int, int], blind: bool, p: int) -> _Entry:
-        graph = "blind" if blind else f"nonblind{p}"
+        graph = ("blind" if blind else f"nonblind{p}") + (f"-int8-{self.int8.digest}" if self.int8 else "")
         precision = self._resolved_precision()
         key = (self.fingerprint, size, graph, precision, self.requested_threads)
         with _lock:
@@ -331,7 +344,12 @@ class OpenVINORunner:
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(net.eval(), example, check_trace=False)
             model = _ov().convert_model(traced, example_input=example)
-        self.engine.keep_precise(model)
+        if self.int8 is not None:
+            from .int8 import apply_recipe
+
+            apply_recipe(model, self.int8)
+        else:
+            self.engine.keep_precise(model)
         return model
 
     @staticmethod

@@ -40,6 +40,8 @@ class WeightsEntry:
     append their tag, ``…/noise5_jpeg75``) to the cell as :func:`cells_of_results` stores it;
     ``improved_cells`` are the cells that rose when this file replaced the one before it.
     ``notes`` holds measured facts that only some files have (the fp16 cost, grown stages).
+    ``int8`` names the file's int8 recipe and what it cost on complete cells (``file``,
+    ``sha256``, ``cost_db``: cell → Δ dB against the float model; docs/speed.md).
     """
 
     name: str
@@ -59,6 +61,7 @@ class WeightsEntry:
     benchmarks: dict = field(default_factory=dict)
     improved_cells: list = field(default_factory=list)
     notes: dict = field(default_factory=dict)
+    int8: dict | None = None
     folder: Path = field(default=WEIGHTS_DIR, repr=False, compare=False)   # the manifest's (not stored)
 
     @property
@@ -77,6 +80,8 @@ class WeightsEntry:
     def to_dict(self) -> dict:
         d = asdict(self)
         del d["name"], d["folder"]
+        if d["int8"] is None:      # entries without one keep the manifest's shape
+            del d["int8"]
         return d
 
     @classmethod
@@ -139,6 +144,18 @@ PHOTO_CLEAN_LOSS_DB = 0.3
 # The most a complete cell may move on the fast backend (OpenVINO bf16) for `kxnet benchmark
 # --backend auto` to compute a model's cells there (notes["fast_backend_cost_db"]).
 FAST_BACKEND_COST_DB = 0.01
+
+
+# The most a complete cell may move on the int8 graphs for `--backend auto` to run them on a
+# CPU without bf16 (entry.int8["cost_db"]).
+INT8_COST_DB = 0.05
+
+
+def int8_close(entry: "WeightsEntry | None") -> bool:
+    """Whether ``entry`` has an int8 recipe whose measured costs (cell → Δ dB) are all within
+    ``INT8_COST_DB``; nothing measured is not close."""
+    costs = (entry.int8 or {}).get("cost_db") if entry is not None else None
+    return bool(costs) and max(abs(v) for v in costs.values()) <= INT8_COST_DB
 
 
 def fast_backend_close(costs: dict | None) -> bool:
@@ -320,6 +337,12 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
                     "\"Routing\"); not for clean inputs: " + "; ".join(photo_default_shortfalls(e, paper)) + ".", ""]
         for key, note in sorted(e.notes.items()):
             out += [_note_text(key, note), ""]
+        if e.int8:
+            cells = ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(e.int8["cost_db"].items()))
+            verdict = "within" if int8_close(e) else "beyond"
+            out += [f"int8 recipe `{e.int8['file']}` ({e.int8['made']}): int8 minus the exact path, complete "
+                    f"cells: {cells}; {verdict} the {INT8_COST_DB} dB that lets `--backend auto` run it on a CPU "
+                    "without bf16 (docs/speed.md, \"int8 with accuracy control\").", ""]
         rows = _cell_rows(e)
         if rows:
             out += ["| set | condition | PSNR / SSIM | bicubic | oracle (true K) | kernel L1 | paper |",

@@ -87,6 +87,17 @@ class KXNetEngine:
         stages = list(condition.unbind(dim=1))
         return SROutput(sr, stages[-1], [], stages)
 
+    @staticmethod
+    def int8_float_kept() -> list[str]:
+        """What stays float32 in int8 (regular expressions of node names, NNCF ``IgnoredScope``
+        patterns): every node outside the X-steps' prox nets, and in each prox net the first
+        convolution and the two residual additions that take its input. That input joins the
+        image estimate to the auxiliary channels under one quantiser range whose 256 levels are
+        3–6 grey levels of the image; NNCF's accuracy control gave back exactly that quantiser
+        (docs/speed.md, "int8 with accuracy control")."""
+        prox = _BF16_SCOPE.replace(".", r"\.")
+        return [rf"^(?!{prox}).*", rf"^{prox}\d+\.convs\.0/.*", rf"^{prox}\d+/aten::add/Add(_4)?$"]
+
     def keep_precise(self, model) -> None:
         """Mark every node but the X-steps' prox nets "precise": a bf16 compile keeps them f32.
 
