@@ -4,14 +4,16 @@ command with auto against `--regions off`, side by side, and whether the outputs
     python benchmarks/regions_cost.py                       # 256² and 600×400 LR, ×2 and ×4
     python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --repeats 3
     python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --against 5b39a41   # and an older default
+    python benchmarks/regions_cost.py --sizes 256x256 --scales 4 --against 5b39a41 --backend auto   # today's whole default
 
 The photo: the centre of a training wallpaper (upsampled where it is smaller than the HR size
 asked for), blurred uniformly with one setting-2 benchmark kernel and decimated, noise-free.
-Each run is a fresh `kxnet sr --backend torch` process with OMP_NUM_THREADS=1; auto and off
+Each run is a fresh `kxnet sr --backend torch` (or ``--backend``) process with OMP_NUM_THREADS=1; auto and off
 alternate, the median of ``--repeats`` is printed with the ratio, the sidecar's account of the
 decision (probes, their spread, whether the grid was completed) and whether the two PNGs are
 identical. ``--against REF`` also runs the default (auto) of the code at git revision REF (a
-worktree of it, on ``PYTHONPATH``) in the same rounds: the speed-up of today's default over it.
+worktree of it, on ``PYTHONPATH``) in the same rounds: the speed-up of today's default over it,
+and the Y-PSNR of both against the photo's truth (the protocol's, border shaved).
 Set ``KXNET_HIDE_CPU_FLAGS=bf16`` and ``ONEDNN_MAX_CPU_ISA=AVX2`` to run as a CPU without bf16.
 """
 
@@ -33,9 +35,9 @@ import torch
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "wallpapers"
 
 
-def _sr(image: Path, out: Path, scale: int, regions: str, src: Path | None = None) -> float:
+def _sr(image: Path, out: Path, scale: int, regions: str, src: Path | None = None, backend: str = "torch") -> float:
     cmd = [sys.executable, "-m", "kxnet", "sr", str(image), "-o", str(out), "--scale", str(scale), "--regions", regions,
-           "--backend", "torch", "--overwrite", "--quiet"]
+           "--overwrite", "--quiet"] + (["--backend", backend] if backend else [])
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -46,7 +48,8 @@ def _sr(image: Path, out: Path, scale: int, regions: str, src: Path | None = Non
     return time.perf_counter() - t0
 
 
-def _photo(path: Path, scale: int, width: int, height: int, kernel_index: int, out: Path) -> None:
+def _photo(path: Path, scale: int, width: int, height: int, kernel_index: int, out: Path) -> np.ndarray:
+    """Writes the LR photo to ``out``; returns its truth (HR, uint8)."""
     from kxnet.degrade import degrade
     from kxnet.degrade.testsets import load_hr
     from kxnet.io import from_tensor, to_uint8, write_image
@@ -60,6 +63,7 @@ def _photo(path: Path, scale: int, width: int, height: int, kernel_index: int, o
     hr = hr[:, top:top + scale * height, left:left + scale * width]
     k = torch.as_tensor(benchmark_kernels(2, scale)[kernel_index].kernel, dtype=torch.float32)
     write_image(out, to_uint8(from_tensor(degrade(hr.contiguous(), k, scale))))
+    return to_uint8(from_tensor(hr))
 
 
 def main() -> int:
@@ -70,13 +74,19 @@ def main() -> int:
     ap.add_argument("--kernel", type=int, default=4, help="index of the setting-2 benchmark kernel")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--against", default=None, metavar="REF", help="also time the default of git revision REF")
+    ap.add_argument("--backend", default="torch", help="today's --backend (default torch: the region decision alone)")
+    ap.add_argument("--against-backend", default="torch",
+                    help="REF's --backend (default torch: what its auto ran on a CPU without bf16)")
     args = ap.parse_args()
     from kxnet.hardware import cpu_name
+    from kxnet.metrics import image_psnr
 
     print(f"{cpu_name()}; torch {torch.__version__}; one thread; load {os.getloadavg()}")
-    ref = f" | {args.against} auto s | speed-up | same as {args.against}" if args.against else ""
+    ref = (f" | {args.against} auto s | speed-up | same as {args.against} | PSNR auto / {args.against}"
+           if args.against else "")
+    print(f"backend {args.backend}" + (f"; {args.against}: {args.against_backend}" if args.against else ""))
     print(f"| LR | scale | auto s | off s | auto / off | decided on | probe spread | same PNG{ref} |")
-    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.against else ""))
+    print("|---|---|---|---|---|---|---|---|" + ("---|---|---|---|" if args.against else ""))
     with tempfile.TemporaryDirectory() as tmp:
         src = None
         if args.against:
@@ -89,13 +99,14 @@ def main() -> int:
             w, h = map(int, size.split("x"))
             for s in args.scales:
                 image = Path(tmp) / f"photo_{size}_x{s}.png"
-                _photo(args.photo, s, w, h, args.kernel, image)
+                truth = _photo(args.photo, s, w, h, args.kernel, image)
                 modes = ["auto", "off"] + (["ref"] if src else [])
                 times = {m: [] for m in modes}
                 for r in range(args.repeats):
                     for mode in (modes if r % 2 == 0 else modes[::-1]):
                         times[mode].append(_sr(image, Path(tmp) / mode, s, "off" if mode == "off" else "auto",
-                                               src if mode == "ref" else None))
+                                               src if mode == "ref" else None,
+                                               args.against_backend if mode == "ref" else args.backend))
                 a, o = (statistics.median(times[m]) for m in ("auto", "off"))
                 outs = {m: np.asarray(__import__("PIL.Image").Image.open(Path(tmp) / m / f"{image.stem}_x{s}.png"))
                         for m in modes}
@@ -106,7 +117,8 @@ def main() -> int:
                 if src:
                     old = statistics.median(times["ref"])
                     extra = (f" {old:.1f} | {old / a:.2f}× | "
-                             f"{'yes' if np.array_equal(outs['auto'], outs['ref']) else 'no'} |")
+                             f"{'yes' if np.array_equal(outs['auto'], outs['ref']) else 'no'} | "
+                             f"{image_psnr(outs['auto'], truth, s):.3f} / {image_psnr(outs['ref'], truth, s):.3f} |")
                 print(f"| {w}×{h} | ×{s} | {a:.1f} | {o:.1f} | {a / o:.2f} | {decided} | {spread} | "
                       f"{'yes' if np.array_equal(outs['auto'], outs['off']) else 'no'} |{extra}", flush=True)
         if src:

@@ -89,3 +89,14 @@ def run_in_own_session(cmd, timeout: int = 300, **popen) -> subprocess.Completed
         out, err = proc.communicate()
         pytest.fail(f"{' '.join(map(str, cmd[2:6]))} did not finish in {timeout} s: {err[-2000:]}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def conv_precisions(compiled) -> dict[str, int]:
+    """How many convolutions of an OpenVINO compiled model run in each precision (f32, bf16, u8…)."""
+    counts = {}
+    for node in compiled.get_runtime_model().get_ordered_ops():
+        info = node.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            p = info["runtimePrecision"].astype(str)
+            counts[p] = counts.get(p, 0) + 1
+    return counts

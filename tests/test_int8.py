@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("openvino")
 
-from conftest import perturbed_kxnet  # noqa: E402
+from conftest import conv_precisions, perturbed_kxnet  # noqa: E402
 from kxnet.inference.backends import int8_recipe_of  # noqa: E402
 from kxnet.inference.int8 import apply_recipe, load_recipe, save_recipe  # noqa: E402
 from kxnet.inference.openvino import OpenVINORunner  # noqa: E402
@@ -42,16 +42,6 @@ def _photo(size=(40, 36)):
     return to_tensor(np.ascontiguousarray(rgb[20:20 + size[0], 30:30 + size[1]]))
 
 
-def _conv_precisions(compiled) -> dict[str, int]:
-    counts = {}
-    for node in compiled.get_runtime_model().get_ordered_ops():
-        info = node.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
-            p = info["runtimePrecision"].astype(str)
-            counts[p] = counts.get(p, 0) + 1
-    return counts
-
-
 def _psnr(a, b):
     mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
     return 10 * np.log10(1.0 / mse)
@@ -80,7 +70,7 @@ def test_int8_runs_the_prox_convolutions_in_int8_blind_and_on_tiles(cache):
     y = _photo()
     out, ref = int8(y), f32(y)
     assert int8.precision == "int8"
-    counts = _conv_precisions(int8.compiled_model(tuple(y.shape[-2:])))
+    counts = conv_precisions(int8.compiled_model(tuple(y.shape[-2:])))
     assert counts.get("i8", 0) + counts.get("u8", 0) == len(recipe.weights), counts
     assert not torch.equal(out.sr, ref.sr)
     # measured on this crop of the chart (kxnet_x2.setting2): 44.4 dB against float32; the
@@ -90,7 +80,7 @@ def test_int8_runs_the_prox_convolutions_in_int8_blind_and_on_tiles(cache):
     # a tile with the crop's per-stage kernels: the non-blind graph has the same names
     kernels = list(ref.stage_kernels)
     tile, tile_ref = int8(y, kernel=kernels), f32(y, kernel=kernels)
-    counts = _conv_precisions(int8.compiled_model(tuple(y.shape[-2:]), blind=False))
+    counts = conv_precisions(int8.compiled_model(tuple(y.shape[-2:]), blind=False))
     assert counts.get("i8", 0) + counts.get("u8", 0) == len(recipe.weights), counts
     assert _psnr(tile.sr, tile_ref.sr) > 40                 # measured 44.5 dB
 

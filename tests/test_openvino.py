@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("openvino")
 
-from conftest import perturbed_kxnet  # noqa: E402
+from conftest import conv_precisions, perturbed_kxnet  # noqa: E402
 from kxnet import hardware  # noqa: E402
 from kxnet.export import ExportableKXNet, NonBlindExportableKXNet  # noqa: E402
 from kxnet.inference.openvino import (OpenVINORunner, clear_memory_cache,  # noqa: E402
@@ -48,16 +48,6 @@ def _y(seed=0, size=SIZE, batch=1):
 def _psnr(a, b):
     mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
     return 10 * torch.log10(torch.tensor(1.0 / mse)).item()
-
-
-def _conv_precisions(compiled) -> dict[str, int]:
-    counts = {}
-    for node in compiled.get_runtime_model().get_ordered_ops():
-        info = node.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
-            p = info["runtimePrecision"].astype(str)
-            counts[p] = counts.get(p, 0) + 1
-    return counts
 
 
 def test_openvino_available_follows_the_import(monkeypatch):
@@ -217,7 +207,7 @@ def test_bf16_is_close_and_only_the_x_prox_nets_run_in_bf16(cache):
     # nets in bf16 too would move kernel taps of ~0.1 by about bf16's 4e-3 relative step (estimated)
     assert _psnr(out.sr, f32.sr) > 50
     assert (out.kernel - f32.kernel).abs().max().item() < 1e-4
-    counts = _conv_precisions(runner.compiled_model(SIZE))
+    counts = conv_precisions(runner.compiled_model(SIZE))
     assert counts.get("bf16") == 9 * model.config.stages          # the X-prox convolutions
     assert counts.get("f32", 0) >= 9 * model.config.stages        # K-prox nets and physics
 
@@ -227,7 +217,7 @@ def test_hidden_bf16_compiles_f32_as_on_a_cpu_without_it(cache, monkeypatch):
     monkeypatch.setenv("KXNET_HIDE_CPU_FLAGS", "bf16")
     for asked in ("bf16", "auto"):
         runner = OpenVINORunner(_model(2), precision=asked, threads=1, cache_dir=cache)
-        counts = _conv_precisions(runner.compiled_model(SIZE))
+        counts = conv_precisions(runner.compiled_model(SIZE))
         assert runner.precision == "f32" and "bf16" not in counts, (asked, counts)
 
 
