@@ -111,3 +111,26 @@ def test_a_file_that_is_not_a_recipe_is_named(tmp_path):
     bad.write_bytes(b"\x00" * 32)
     with pytest.raises(ValueError, match="not_a_recipe.safetensors"):
         load_recipe(bad)
+
+
+def test_int8_graphs_are_cached_apart_from_float_and_per_recipe(tmp_path):
+    """A fresh process reads the int8 IR back instead of rewriting it, and an int8 graph never
+    answers for the float one of the same weights and size (nor for another recipe)."""
+    from dataclasses import replace
+
+    from kxnet.inference.openvino import clear_memory_cache
+
+    name = _with_recipe()[0]
+    model, recipe = load_model(name).eval(), int8_recipe_of(read_manifest()[name])
+    y = _photo((24, 20))
+    first = OpenVINORunner(model, precision="int8", threads=1, cache_dir=tmp_path, int8=recipe)
+    expected = first(y).sr
+    f32 = OpenVINORunner(model, precision="f32", threads=1, cache_dir=tmp_path)
+    assert not torch.equal(f32(y).sr, expected) and f32.stats.converted == 1
+    clear_memory_cache()        # as a new process would start
+    second = OpenVINORunner(model, precision="int8", threads=1, cache_dir=tmp_path, int8=recipe)
+    assert torch.equal(second(y).sr, expected)
+    assert (second.stats.converted, second.stats.imported) == (0, 1)
+    other = replace(recipe, activations={k: (lo, hi * 2, lo, hi * 2) for k, (lo, hi, _, _) in recipe.activations.items()})
+    third = OpenVINORunner(model, precision="int8", threads=1, cache_dir=tmp_path, int8=other)
+    assert not torch.equal(third(y).sr, expected) and third.stats.converted == 1
