@@ -6,9 +6,10 @@ that let ``--backend auto`` run OpenVINO's int8 graphs on a CPU without bf16.
 
 Needs the ``openvino`` and ``int8`` (NNCF) extras; one thread. Per model:
 
-1. NNCF quantises the model's 64×64 blind OpenVINO graph (as ``OpenVINORunner`` converts it) on
-   ``--calibration`` crops of the training photos degraded by setting-2 training kernels (the
-   calibration of ``benchmarks/int8_accuracy.py``), preset mixed, fast bias correction, with
+1. NNCF quantises the model's blind OpenVINO graph (as ``OpenVINORunner`` converts it; ``--size``,
+   default 64×64) on ``--calibration`` crops of the training photos degraded by setting-2
+   training kernels (the calibration of ``benchmarks/int8_accuracy.py``), preset mixed, activation
+   ranges the extremes over all crops (``--ranges``), fast bias correction, with
    everything that accuracy control gave back kept float32 (the engine's ``int8_float_kept``:
    KXNet's in kxnet.models.kxnet.engine), its weights left as quantisers.
 2. The recipe (:func:`~kxnet.inference.int8.record_recipe`) is written beside the weights,
