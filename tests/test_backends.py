@@ -189,3 +189,9 @@ def test_int8_cost_rule_reads_every_measured_cell():
     assert int8_close(entry({"a": -0.01, "b": INT8_COST_DB}))
     assert not int8_close(entry({"a": -0.01, "b": -INT8_COST_DB - 0.001}))
     assert not int8_close(entry({})) and not int8_close(entry(None)) and not int8_close(None)
+
+
+def test_the_cli_offers_every_backend_and_no_other():
+    from kxnet.cli import BACKEND_CHOICES
+
+    assert BACKEND_CHOICES == list(backends.BACKENDS)
