@@ -151,17 +151,25 @@ FAST_BACKEND_COST_DB = 0.01
 INT8_COST_DB = 0.05
 
 
+def _all_within(costs: dict | None, bound: float) -> bool:
+    """Whether measured costs (cell → Δ dB) are all within ``bound``; nothing measured is not."""
+    return bool(costs) and max(abs(v) for v in costs.values()) <= bound
+
+
+def _costs_text(costs: dict) -> str:
+    return ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(costs.items()))
+
+
 def int8_close(entry: "WeightsEntry | None") -> bool:
     """Whether ``entry`` has an int8 recipe whose measured costs (cell → Δ dB) are all within
     ``INT8_COST_DB``; nothing measured is not close."""
-    costs = (entry.int8 or {}).get("cost_db") if entry is not None else None
-    return bool(costs) and max(abs(v) for v in costs.values()) <= INT8_COST_DB
+    return _all_within((entry.int8 or {}).get("cost_db") if entry is not None else None, INT8_COST_DB)
 
 
 def fast_backend_close(costs: dict | None) -> bool:
     """Whether measured fast-backend costs (cell → Δ dB) are all within ``FAST_BACKEND_COST_DB``;
     nothing measured is not close."""
-    return bool(costs) and max(abs(v) for v in costs.values()) <= FAST_BACKEND_COST_DB
+    return _all_within(costs, FAST_BACKEND_COST_DB)
 
 
 def photo_default_shortfalls(photo: WeightsEntry, paper: WeightsEntry | None) -> list[str]:
@@ -294,9 +302,8 @@ def _cell_rows(entry: WeightsEntry) -> list[str]:
 
 def _note_text(key: str, note) -> str:
     if key == "fast_backend_cost_db":
-        cells = ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(note.items()))
         verdict = "within" if fast_backend_close(note) else "beyond"
-        return (f"Fast backend (OpenVINO bf16) minus the exact path, complete cells: {cells}; {verdict} the "
+        return (f"Fast backend (OpenVINO bf16) minus the exact path, complete cells: {_costs_text(note)}; {verdict} the "
                 f"{FAST_BACKEND_COST_DB} dB `kxnet benchmark --backend auto` allows, so its cells are computed "
                 + ("on OpenVINO where the CPU has bf16." if verdict == "within" else "on the exact path."))
     return f"Note ({key}): {note}"
@@ -338,10 +345,9 @@ def model_zoo_markdown(entries: dict[str, WeightsEntry] | None = None) -> str:
         for key, note in sorted(e.notes.items()):
             out += [_note_text(key, note), ""]
         if e.int8:
-            cells = ", ".join(f"{cell} {delta:+.4f} dB" for cell, delta in sorted(e.int8["cost_db"].items()))
             verdict = "within" if int8_close(e) else "beyond"
             out += [f"int8 recipe `{e.int8['file']}` ({e.int8['made']}): int8 minus the exact path, complete "
-                    f"cells: {cells}; {verdict} the {INT8_COST_DB} dB that lets `--backend auto` run it on a CPU "
+                    f"cells: {_costs_text(e.int8['cost_db'])}; {verdict} the {INT8_COST_DB} dB that lets `--backend auto` run it on a CPU "
                     "without bf16 (docs/speed.md, \"int8 with accuracy control\").", ""]
         rows = _cell_rows(e)
         if rows:
