@@ -25,7 +25,7 @@ from . import openvino
 __all__ = ["BACKENDS", "Backend", "choose", "openvino_bf16_possible", "openvino_int8_possible", "int8_recipe_of"]
 
 BACKENDS = ("auto", "torch", "openvino", "openvino-int8")
-SNAP = 32    # OpenVINO pads inputs to multiples of this, so a folder of photos needs few graphs
+SNAP = 32    # OpenVINO pads tiles to multiples of this, so that a photo's tiles need few graphs
 
 
 @dataclass
@@ -85,16 +85,11 @@ def openvino_int8_possible(resolved, device: torch.device | str = "cpu") -> bool
 
 def int8_recipe_of(entry):
     """The :class:`~kxnet.inference.int8.Int8Recipe` a manifest entry names, its SHA-256 checked."""
-    from ..io import file_sha256
+    from ..models.loading import verified_file
     from .int8 import load_recipe
 
-    path = entry.folder / entry.int8["file"]
-    if not path.is_file():
-        raise ValueError(f"{path}: the int8 recipe of {entry.name} is missing (reinstall kxnet)")
-    digest = file_sha256(path)
-    if digest != entry.int8["sha256"]:
-        raise ValueError(f"{path}: SHA-256 {digest} does not match the manifest's {entry.int8['sha256']}")
-    return load_recipe(path)
+    return load_recipe(verified_file(entry.folder / entry.int8["file"], entry.int8["sha256"],
+                                     f"the int8 recipe of {entry.name!r} is"))
 
 
 def _openvino(resolved, precision: str, threads: int | None) -> Backend:

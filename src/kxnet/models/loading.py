@@ -24,7 +24,7 @@ from ..io import atomic_path, file_sha256
 from .registry import Architecture, architecture, architecture_of, architectures, detect_architecture
 from .zoo import read_manifest
 
-__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "load_weights_into",
+__all__ = ["ModelLoadError", "STORAGES", "save_model", "quantize_int8", "load_model", "load_weights_into", "verified_file",
            "convert_checkpoint", "resolve_weights", "locate_weights", "weights_fingerprint"]
 
 FORMAT = "kxnet"
@@ -138,13 +138,17 @@ def resolve_weights(name: str) -> Path:
     if name not in entries:
         known = ", ".join(sorted(entries)) or "none (no weights are installed)"
         raise ModelLoadError(f"unknown model name {name!r}; known: {known}")
-    entry = entries[name]
-    path = entry.path
+    return verified_file(entries[name].path, entries[name].sha256, f"weights of {name!r} are")
+
+
+def verified_file(path: Path, sha256: str, what: str) -> Path:
+    """``path``, a file the manifest lists (``what``, e.g. "weights of 'x' are"), installed and
+    with the manifest's SHA-256, so a corrupted install fails here."""
     if not path.is_file():
-        raise ModelLoadError(f"{path}: weights of {name!r} are listed in the manifest but not installed")
+        raise ModelLoadError(f"{path}: {what} listed in the manifest but not installed")
     digest = file_sha256(path)
-    if digest != entry.sha256:
-        raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {entry.sha256}")
+    if digest != sha256:
+        raise ModelLoadError(f"{path}: SHA-256 {digest} does not match the manifest's {sha256}")
     return path
 
 
