@@ -36,20 +36,15 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from int8_accuracy import one_thread_openvino, training_crops  # noqa: E402  (the same calibration)
+from int8_accuracy import float_graph, one_thread_openvino, training_crops  # noqa: E402  (the same graphs, calibration)
 
 from kxnet.inference.int8 import apply_recipe, record_recipe, save_recipe  # noqa: E402
-from kxnet.inference.openvino import OpenVINORunner  # noqa: E402
 from kxnet.io import file_sha256, list_images  # noqa: E402
 from kxnet.models import load_model  # noqa: E402
+from kxnet.models.registry import architecture_of  # noqa: E402
 from kxnet.models.zoo import read_manifest, write_manifest  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data"
-
-
-def float_graph(model, size: int):
-    runner = OpenVINORunner(model, precision="f32", threads=1)
-    return runner._convert((size, size), True, runner.kernel_size)
 
 
 def make_recipe(model, photos, crops_n: int, size: int, estimator: str):
@@ -63,14 +58,14 @@ def make_recipe(model, photos, crops_n: int, size: int, estimator: str):
     crops = training_crops(photos, model.config.scale, (size, size), crops_n, seed=1)
     ranges = {"minmax": RangeEstimatorParametersSet.MINMAX, "mean-minmax": RangeEstimatorParametersSet.MEAN_MINMAX}
     quantised = nncf.quantize(
-        float_graph(model, size), nncf.Dataset(crops, lambda item: item[0]), preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(crops), fast_bias_correction=True,
-        ignored_scope=nncf.IgnoredScope(patterns=OpenVINORunner(model, precision="f32").engine.int8_float_kept()),
+        float_graph(model, (size, size)), nncf.Dataset(crops, lambda item: item[0]),
+        preset=nncf.QuantizationPreset.MIXED, subset_size=len(crops), fast_bias_correction=True,
+        ignored_scope=nncf.IgnoredScope(patterns=architecture_of(model).fast_engine(model).int8_float_kept()),
         advanced_parameters=AdvancedQuantizationParameters(
             backend_params={"compress_weights": False}, activations_range_estimator_params=ranges[estimator]))
     recipe = record_recipe(quantised)
     compress_quantize_weights_transformation(quantised)      # as nncf.quantize leaves it by default
-    rewritten = float_graph(model, size)
+    rewritten = float_graph(model, (size, size))
     apply_recipe(rewritten, recipe)
     core, config = ov.Core(), {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 1}
     a, b = core.compile_model(quantised, "CPU", config), core.compile_model(rewritten, "CPU", config)
