@@ -79,6 +79,26 @@ def image_cells(clean: torch.Tensor, rng: np.random.Generator, folder: Path):
         yield label, camera, quality, truth, forms
 
 
+def benchmark_images(data: Path, sets, scales, seed: int = 0, set_done=None):
+    """Per HR image of ``sets`` at each of ``scales``: (scale, set name, its cells as
+    :func:`image_cells` draws them) — blurred by a setting-2 test kernel (cycled over the images)
+    and decimated, the draws seeded by (``seed``, scale, image, set) so that every script that
+    reads these cells gets the same ones. ``set_done(scale, set name)`` is called after each set."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    for s in scales:
+        kernels = benchmark_kernels(2, s)
+        for set_name in sets:
+            for n, path in enumerate(list_images([data / set_name], recursive=False)):
+                rng = np.random.default_rng([seed, s, n, len(set_name)])
+                k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
+                clean = degrade(load_hr(path, s), k, s, 0.0)
+                yield s, set_name, image_cells(clean, rng, folder)
+            if set_done is not None:
+                set_done(s, set_name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
@@ -87,27 +107,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp())
     print(f"CPU {cpu_name()}, 1 thread, torch {torch.__version__}")
     rows: list[dict] = []
-    for s in args.scales:
-        kernels = benchmark_kernels(2, s)
-        for set_name in args.sets:
-            for n, path in enumerate(list_images([args.data / set_name], recursive=False)):
-                rng = np.random.default_rng([args.seed, s, n, len(set_name)])
-                k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
-                clean = degrade(load_hr(path, s), k, s, 0.0)
-                for label, camera, quality, truth, forms in image_cells(clean, rng, folder):
-                    for form, rgb, file in forms:
-                        t0 = time.perf_counter()
-                        est = estimate_degradation(rgb, file)
-                        rows.append(dict(scale=s, set=set_name, cell=label, form=form, quality=quality,
-                                         found=est.jpeg_quality, sigma=truth, sigma_found=est.noise_sigma,
-                                         camera=camera, seconds=time.perf_counter() - t0, pixels=rgb.shape[0] * rgb.shape[1]))
-            print(f"×{s} {set_name}: {sum(1 for r in rows if r['scale'] == s and r['set'] == set_name)} estimates",
-                  flush=True)
+
+    def set_done(s, set_name):
+        print(f"×{s} {set_name}: {sum(1 for r in rows if r['scale'] == s and r['set'] == set_name)} estimates",
+              flush=True)
+
+    for s, set_name, cells in benchmark_images(args.data, args.sets, args.scales, args.seed, set_done):
+        for label, camera, quality, truth, forms in cells:
+            for form, rgb, file in forms:
+                t0 = time.perf_counter()
+                est = estimate_degradation(rgb, file)
+                rows.append(dict(scale=s, set=set_name, cell=label, form=form, quality=quality,
+                                 found=est.jpeg_quality, sigma=truth, sigma_found=est.noise_sigma,
+                                 camera=camera, seconds=time.perf_counter() - t0, pixels=rgb.shape[0] * rgb.shape[1]))
 
     def share(sel, ok) -> str:
         sel = list(sel)

@@ -13,19 +13,14 @@ noise quantised by the table of the quality found; converted to RGB σ as white 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from degradation_estimate import DATA, image_cells
+from degradation_estimate import DATA, benchmark_images
 
-from kxnet.degrade import degrade
 from kxnet.degrade.estimate import _block_dct, _luma, estimate_degradation, ijg_table
-from kxnet.degrade.testsets import load_hr
 from kxnet.hardware import cpu_name
-from kxnet.io import list_images
-from kxnet.kernels import benchmark_kernels
 
 ZIGZAG = np.array([0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
                    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
@@ -60,22 +55,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"CPU {cpu_name()}, 1 thread")
-    folder = Path(tempfile.mkdtemp())
     rows = []
-    for s in args.scales:
-        kernels = benchmark_kernels(2, s)
-        for set_name in args.sets:
-            for n, path in enumerate(list_images([args.data / set_name], recursive=False)):
-                rng = np.random.default_rng([0, s, n, len(set_name)])
-                k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
-                clean = degrade(load_hr(path, s), k, s, 0.0)
-                for _, _, quality, truth, forms in image_cells(clean, rng, folder):
-                    if quality is None:
-                        continue
-                    rgb = dict((form, pixels) for form, pixels, _ in forms)["png of jpeg"]
-                    est = estimate_degradation(rgb)
-                    found = quantised_gaussian_sigma(rgb, est.jpeg_quality or quality, est.grid or (0, 0))
-                    rows.append((truth, est.noise_sigma, found))
+    for _, _, cells in benchmark_images(args.data, args.sets, args.scales):
+        for _, _, quality, truth, forms in cells:
+            if quality is None:
+                continue
+            rgb = dict((form, pixels) for form, pixels, _ in forms)["png of jpeg"]
+            est = estimate_degradation(rgb)
+            found = quantised_gaussian_sigma(rgb, est.jpeg_quality or quality, est.grid or (0, 0))
+            rows.append((truth, est.noise_sigma, found))
     r = np.array(rows)
     for name, col in (("patch estimate (noise left)", 1), ("quantised-Gaussian σ", 2)):
         ok = 100 * np.mean(np.abs(r[:, col] - r[:, 0]) <= 1.5)

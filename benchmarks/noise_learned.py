@@ -18,14 +18,12 @@ shipped estimate found, beside the shipped patch estimate.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-from degradation_estimate import DATA, image_cells, noisy_lr
+from degradation_estimate import DATA, benchmark_images, noisy_lr
 
 from kxnet.degrade import degrade
 from kxnet.degrade.estimate import estimate_degradation
@@ -33,7 +31,6 @@ from kxnet.degrade.photo import jpeg_roundtrip
 from kxnet.degrade.testsets import load_hr
 from kxnet.hardware import cpu_name
 from kxnet.io import list_images
-from kxnet.kernels import benchmark_kernels
 from kxnet.kernels.settings import sample_training_kernels
 
 TRAIN = DATA.parent / "train"
@@ -122,32 +119,25 @@ def main() -> None:
                   flush=True)
 
     rows = []
-    folder = Path(tempfile.mkdtemp())
     net.eval()
-    for s in args.scales:
-        kernels = benchmark_kernels(2, s)
-        for set_name in args.sets:
-            for n, path in enumerate(list_images([DATA / set_name], recursive=False)):
-                rng = np.random.default_rng([0, s, n, len(set_name)])      # degradation_estimate.py's draws
-                k = torch.as_tensor(kernels[n % len(kernels)].kernel, dtype=torch.float32)
-                clean = degrade(load_hr(path, s), k, s, 0.0)
-                for label, _camera, quality, truth, forms in image_cells(clean, rng, folder):
-                    if label != "jpeg":
-                        continue
-                    for form, rgb, file in forms:
-                        est = estimate_degradation(rgb, file)
-                        learned = None
-                        if est.jpeg_quality is not None:
-                            with torch.no_grad():
-                                x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-                                learned = float(net(x, torch.tensor([est.jpeg_quality])))
-                        rows.append(dict(scale=s, form=form, quality=quality, truth=truth, patch=est.noise_sigma,
-                                         learned=learned if learned is not None else est.noise_sigma))
+    for s, _, cells in benchmark_images(DATA, args.sets, args.scales):
+        for label, _camera, quality, truth, forms in cells:
+            if label != "jpeg":
+                continue
+            for form, rgb, file in forms:
+                est = estimate_degradation(rgb, file)
+                learned = None
+                if est.jpeg_quality is not None:
+                    with torch.no_grad():
+                        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
+                        learned = float(net(x, torch.tensor([est.jpeg_quality])))
+                rows.append(dict(scale=s, form=form, quality=quality, truth=truth, patch=est.noise_sigma,
+                                 learned=learned if learned is not None else est.noise_sigma))
 
     def share(sel, key):
         return f"{100 * np.mean([abs(r[key] - r['truth']) <= 1.5 for r in sel]):.1f}%" if sel else "—"
 
-    print(f"\n| LR | form | images | patch estimate within ±1.5 | learned within ±1.5 | learned, q ≥ 80 | learned, q < 60 |")
+    print("\n| LR | form | images | patch estimate within ±1.5 | learned within ±1.5 | learned, q ≥ 80 | learned, q < 60 |")
     print("|---|---|---|---|---|---|---|")
     for s in args.scales:
         for form in ("jpeg file", "png of jpeg"):
