@@ -100,3 +100,9 @@ def conv_precisions(compiled) -> dict[str, int]:
             p = info["runtimePrecision"].astype(str)
             counts[p] = counts.get(p, 0) + 1
     return counts
+
+
+def tensor_psnr(a, b) -> float:
+    """PSNR (dB) between two image tensors in [0, 1], clamped, in float64."""
+    mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
+    return 10 * np.log10(1.0 / mse)

@@ -8,7 +8,7 @@ import torch
 
 pytest.importorskip("openvino")
 
-from conftest import conv_precisions, perturbed_kxnet  # noqa: E402
+from conftest import conv_precisions, perturbed_kxnet, tensor_psnr  # noqa: E402
 from kxnet.inference.backends import int8_recipe_of  # noqa: E402
 from kxnet.inference.int8 import apply_recipe, load_recipe, save_recipe  # noqa: E402
 from kxnet.inference.openvino import OpenVINORunner  # noqa: E402
@@ -42,11 +42,6 @@ def _photo(size=(40, 36)):
     return to_tensor(np.ascontiguousarray(rgb[20:20 + size[0], 30:30 + size[1]]))
 
 
-def _psnr(a, b):
-    mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
-    return 10 * np.log10(1.0 / mse)
-
-
 def test_every_shipped_recipe_matches_its_manifest_entry_and_round_trips(tmp_path):
     entries = read_manifest()
     for name in _with_recipe():
@@ -75,14 +70,14 @@ def test_int8_runs_the_prox_convolutions_in_int8_blind_and_on_tiles(cache):
     assert not torch.equal(out.sr, ref.sr)
     # measured on this crop of the chart (kxnet_x2.setting2): 44.4 dB against float32; the
     # K-steps stay float32 but see int8 X-steps, so the kernel moves a little (unit-sum L1 0.037)
-    assert _psnr(out.sr, ref.sr) > 40
+    assert tensor_psnr(out.sr, ref.sr) > 40
     assert kernel_l1(out.kernel[0], ref.kernel[0]) < 0.1
     # a tile with the crop's per-stage kernels: the non-blind graph has the same names
     kernels = list(ref.stage_kernels)
     tile, tile_ref = int8(y, kernel=kernels), f32(y, kernel=kernels)
     counts = conv_precisions(int8.compiled_model(tuple(y.shape[-2:]), blind=False))
     assert counts.get("i8", 0) + counts.get("u8", 0) == len(recipe.weights), counts
-    assert _psnr(tile.sr, tile_ref.sr) > 40                 # measured 44.5 dB
+    assert tensor_psnr(tile.sr, tile_ref.sr) > 40                 # measured 44.5 dB
 
 
 def test_a_recipe_for_another_graph_is_refused(cache):

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("openvino")
 
-from conftest import conv_precisions, perturbed_kxnet  # noqa: E402
+from conftest import conv_precisions, perturbed_kxnet, tensor_psnr  # noqa: E402
 from kxnet import hardware  # noqa: E402
 from kxnet.export import ExportableKXNet, NonBlindExportableKXNet  # noqa: E402
 from kxnet.inference.openvino import (OpenVINORunner, clear_memory_cache,  # noqa: E402
@@ -43,11 +43,6 @@ def _with_estimator(scale=4):
 
 def _y(seed=0, size=SIZE, batch=1):
     return torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(seed))
-
-
-def _psnr(a, b):
-    mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
-    return 10 * torch.log10(torch.tensor(1.0 / mse)).item()
 
 
 def test_openvino_available_follows_the_import(monkeypatch):
@@ -205,7 +200,7 @@ def test_bf16_is_close_and_only_the_x_prox_nets_run_in_bf16(cache):
     assert not torch.equal(out.sr, f32.sr)   # bf16 really ran
     # measured 58.7 dB and 1.2e-5: bf16 in the X-prox nets only (float32 alone gives > 120 dB); K-prox
     # nets in bf16 too would move kernel taps of ~0.1 by about bf16's 4e-3 relative step (estimated)
-    assert _psnr(out.sr, f32.sr) > 50
+    assert tensor_psnr(out.sr, f32.sr) > 50
     assert (out.kernel - f32.kernel).abs().max().item() < 1e-4
     counts = conv_precisions(runner.compiled_model(SIZE))
     assert counts.get("bf16") == 9 * model.config.stages          # the X-prox convolutions
