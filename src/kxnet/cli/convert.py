@@ -28,6 +28,10 @@ def add_parser(sub):
                    help="with --estimator: zero the K-steps' data step and last prox layer, so the "
                         "estimate reaches every X-step (a start for training; K-nets trained from the "
                         "fixed K⁰ may discard it)")
+    p.add_argument("--restorer", metavar="CxN", type=_restorer_shape,
+                   help="KXNet only: put an LR restorer of C channels and N residual blocks in front "
+                        "(e.g. 64x4), starting as the identity: a start for training on photos "
+                        "(docs/photo.md, \"Restoring the LR first\")")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return p
 
@@ -48,12 +52,24 @@ def run(args) -> int:
     if dst.exists() and not args.overwrite:
         raise UsageError(f"{dst}: exists (use --overwrite to replace)")
     config = convert_checkpoint(src, dst, storage=args.storage, stages=args.stages, estimator=args.estimator,
-                                pass_kernel=args.pass_kernel)
+                                pass_kernel=args.pass_kernel, restorer=args.restorer)
     arch = architecture(_arch_name(dst))
     stored = {"fp32": "", "fp16": ", float16", "int8": ", int8 weights"}[args.storage]
     print(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MB): {arch.name} ×{config.scale}, "
           f"setting {config.setting}, {arch.summary(config)}{stored}")
     return 0
+
+
+def _restorer_shape(text: str) -> tuple[int, int]:
+    import argparse
+
+    try:
+        channels, blocks = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CxN (channels x blocks, e.g. 64x4), got {text!r}") from None
+    if channels < 1 or blocks < 0:
+        raise argparse.ArgumentTypeError(f"expected channels ≥ 1 and blocks ≥ 0, got {text!r}")
+    return channels, blocks
 
 
 def _arch_name(path) -> str:

@@ -315,14 +315,15 @@ def load_weights_into(model: nn.Module, path_or_name: str | os.PathLike, grow: b
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: str = "fp32",
                        stages: int | None = None, estimator: str | os.PathLike | None = None,
-                       pass_kernel: bool = False):
+                       pass_kernel: bool = False, restorer: tuple[int, int] | None = None):
     """Rewrite any checkpoint :func:`load_model` reads in our format; returns its config.
 
     ``stages`` grows the model to that depth by its method's ``grow`` hook (KXNet: that many
     stages, the extra ones copies of its last, :func:`~kxnet.models.kxnet.grow_stages`);
     ``estimator`` (a KENet checkpoint) gives it K⁰ per image (:func:`~kxnet.models.kxnet.with_estimator`; ``pass_kernel`` makes its
-    K-steps start by handing that K⁰ on)."""
-    from .kxnet import with_estimator
+    K-steps start by handing that K⁰ on); ``restorer`` (channels, blocks) puts an LR restorer in
+    front that starts as the identity (:func:`~kxnet.models.kxnet.with_restorer`)."""
+    from .kxnet import with_estimator, with_restorer
 
     model = load_model(src)
     try:
@@ -333,6 +334,8 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, storage: 
             model = arch.grow(model, stages)
         if estimator is not None:
             model = with_estimator(model, load_model(estimator), pass_kernel=pass_kernel)
+        if restorer is not None:
+            model = with_restorer(model, *restorer)
     except ValueError as e:
         raise ValueError(f"{src}: {e}") from None
     save_model(model, dst, storage=storage, extra_metadata={"source": Path(src).name})

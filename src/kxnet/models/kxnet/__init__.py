@@ -36,13 +36,14 @@ from .network import (
     kernel_step_gradient,
     kxnet,
     with_estimator,
+    with_restorer,
 )
 from .network import _ImageStage, _KernelStage, _ProxNet  # noqa: F401  (tests and scripts import them from here)
 
 __all__ = ["ExportableKXNet", "GAMMA_DIVISOR", "PAPER_TRAINING", "KXNET_ARCH", "KXNetEngine", "MODES", "NORMALISER_EPS",
            "NonBlindExportableKXNet", "PROJECTION_EPS", "RESIDUAL_SCALE", "KXNet", "KXNetConfig", "KXNetLoss",
            "KXNetOutput", "export_graph", "grow_stages", "image_step_gradient", "kernel_step_gradient",
-           "kxnet", "kxnet_loss", "optimize", "stage_weights", "with_estimator"]
+           "kxnet", "kxnet_loss", "optimize", "stage_weights", "with_estimator", "with_restorer"]
 
 # Unused in the release's forward, so freshly initialised values are exact (kernel_map0 is the
 # initial bank); eta_stage is also why DDP must look for parameters without a gradient.
@@ -56,7 +57,8 @@ KXNET_ARCH = Architecture(
     detect=_is_kxnet_state, infer_config=_infer_kxnet_config, factories=scale_variants(kxnet),
     optional_keys=_UNUSED,
     summary=lambda c: f"{c.stages} stages, {c.kernel_size}×{c.kernel_size} kernels"
-                      + (", K⁰ from a KENet" if c.estimator else ""),
+                      + (", K⁰ from a KENet" if c.estimator else "")
+                      + (", an LR restorer in front" if c.restorer else ""),
     optimize=optimize, export=export_graph, fast_engine=KXNetEngine, objective=KXNET_OBJECTIVE,
     label="KXNet", regional=True, grow=grow_stages, depth="stages", paper_training=PAPER_TRAINING,
     # its convolutions run in half precision, but not a KENet's K⁰ (softmax kept in float32)

@@ -66,6 +66,8 @@ class _StaticShapeStages(nn.Module):
         with torch.no_grad():
             self.register_buffer("av_x_ker", model.AV_X_ker.detach().clone())
         self.x_prox = nn.ModuleList(_FoldedProxNet(st.X_ProNet) for st in model.X_stage)
+        # the LR restorer (static-shape convolutions) runs first, as in the model's forward
+        self.restorer = None if model.lr_restorer is None else copy.deepcopy(model.lr_restorer).eval()
 
     # ---- operators with constant shapes (batch 1, three colour channels)
 
@@ -133,6 +135,9 @@ class _StaticShapeStages(nn.Module):
         v = self.x_prox[t](torch.cat([F.pixel_unshuffle(x, s), F.pixel_unshuffle(g, s), y, aux_x], dim=1))
         return F.pixel_shuffle(v[:, :n], s), v[:, 2 * n + 3:]
 
+    def _restored(self, y):
+        return y if self.restorer is None else self.restorer(y)
+
     def _start(self, y):
         return (F.interpolate(y, scale_factor=self.scale, mode="bicubic", align_corners=False),
                 F.conv2d(y, self.av_x_ker, padding=1))
@@ -158,6 +163,7 @@ class ExportableKXNet(_StaticShapeStages):
 
     def forward(self, y):
         p = self.p
+        y = self._restored(y)
         x, aux_x = self._start(y)
         k = self.initial_kernel.reshape(1, p, p) if self.estimator is None else self.estimator.estimate(y)
         aux_k = self.kernel_map.unsqueeze(0)
@@ -187,6 +193,7 @@ class NonBlindExportableKXNet(_StaticShapeStages):
         super().__init__(model, size, p)
 
     def forward(self, y, kernels):
+        y = self._restored(y)
         x, aux_x = self._start(y)
         for t in range(self.stages):
             x, aux_x = self._image_step(t, x, y, kernels[:, t], aux_x)

@@ -39,6 +39,8 @@ __all__ = [
     "image_step_gradient",
     "kxnet",
     "with_estimator",
+    "with_restorer",
+    "LRRestorer",
 ]
 
 # The adjoint the X-step back-projects the residual with, per mode; both take (E, K, s, HR size).
@@ -55,6 +57,9 @@ RESIDUAL_SCALE = 0.1        # prox nets: z + 0.1·RB(z)
 # The KENet fields a KXNet's K⁰ estimator may set; scale, setting and kernel size are the KXNet's.
 _ESTIMATOR_FIELDS = ("channels", "fc")
 _ESTIMATOR = "K_estimator"
+# The fields of the LR restorer (an extension: docs/photo.md, "Restoring the LR first").
+_RESTORER_FIELDS = ("channels", "blocks")
+_RESTORER = "lr_restorer"
 
 
 def _bank_scales(setting: int) -> dict[int, int]:
@@ -75,6 +80,10 @@ class KXNetConfig(MethodConfig):
     fixed K⁰; a dict of :class:`~kxnet.models.kenet.KENetConfig` fields (``channels``, ``fc``)
     adds a KENet that reads the LR image and gives K⁰ per image, for the scales where the
     K-steps' data term alone does not find the kernel (×4: docs/history/study.md).
+
+    ``restorer``, another extension: ``None`` (the release), or ``{"channels": C, "blocks": N}``
+    for an :class:`LRRestorer` that cleans the LR image (JPEG blocks, noise) before the first
+    stage sees it — every stage then works on the restored image.
     """
 
     stages: int = 19
@@ -82,6 +91,7 @@ class KXNetConfig(MethodConfig):
     aux_k_channels: int = 24
     mode: str = "official"
     estimator: dict | None = None
+    restorer: dict | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,13 +105,20 @@ class KXNetConfig(MethodConfig):
         if self.estimator is not None:
             full = self.estimator_config().to_dict()
             self.estimator = {k: full[k] for k in _ESTIMATOR_FIELDS}
+        if self.restorer is not None:
+            r = self.restorer
+            if not isinstance(r, dict) or set(r) != set(_RESTORER_FIELDS) or any(
+                    not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in r.values()) or r["channels"] < 1:
+                raise ValueError(f"restorer must be None or {{channels: C ≥ 1, blocks: N ≥ 0}}, got {r!r}")
+            self.restorer = {k: r[k] for k in _RESTORER_FIELDS}
 
     def to_dict(self) -> dict:
-        # the release's model (no estimator) keeps the exact config of files written before
-        # the field existed, so their metadata and manifest entries stay as they were
+        # the release's model (no extensions) keeps the exact config of files written before
+        # the fields existed, so their metadata and manifest entries stay as they were
         d = super().to_dict()
-        if d["estimator"] is None:
-            del d["estimator"]
+        for extension in ("estimator", "restorer"):
+            if d[extension] is None:
+                del d[extension]
         return d
 
     def estimator_config(self):
@@ -214,6 +231,30 @@ class _ImageStage(nn.Module):
         return F.pixel_shuffle(v[:, : 3 * s * s], s), v[:, 6 * s * s + 3:]
 
 
+class LRRestorer(nn.Module):
+    """``Y + R(Y)``: a residual network at LR resolution in front of the unfolding, for photos
+    whose LR image carries more than the model's degradation (JPEG blocks on the LR's own 8×8
+    grid, noise). The prox nets see the image only through 3×3 windows at HR resolution, where
+    an LR block is 16–32 pixels wide; here a block is 8 pixels and the receptive field (4N+5
+    LR pixels) spans it. ``R``'s last convolution starts at zero, so a model given a new
+    restorer computes exactly what it computed without one (:func:`with_restorer`)."""
+
+    def __init__(self, channels: int, blocks: int):
+        super().__init__()
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.ModuleList(nn.Sequential(_conv3x3(channels), nn.ReLU(inplace=True), _conv3x3(channels))
+                                  for _ in range(blocks))
+        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        z = F.relu(self.head(y))
+        for block in self.body:
+            z = F.relu(z + block(z))
+        return y + self.tail(z)
+
+
 class KXNet(nn.Module):
     """The unrolled kernel/image estimation network; ``forward(Y)`` → :class:`KXNetOutput`."""
 
@@ -241,6 +282,7 @@ class KXNet(nn.Module):
         self.register_buffer("initial_kernel", initial_kernel(c.kernel_size), persistent=False)
         # registered last, so the release's keys keep their order in the state dict
         self.K_estimator = None if c.estimator is None else KENet(c.estimator_config())
+        self.lr_restorer = None if c.restorer is None else LRRestorer(**c.restorer)
 
     @property
     def scale(self) -> int:
@@ -272,6 +314,8 @@ class KXNet(nn.Module):
         p = c.kernel_size if kernel is None else (per_stage or [kernel])[0].shape[-1]
         if c.scale * min(h, w) <= p // 2:
             raise ValueError(f"LR image {h}×{w} is too small for {p}×{p} kernels at ×{c.scale}")
+        if self.lr_restorer is not None:
+            y = self.lr_restorer(y)
 
         x = bicubic_upsample(y, c.scale)
         aux_x = F.conv2d(y, self.AV_X_ker, padding=1)
@@ -351,6 +395,22 @@ def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False
     return joined.train(model.training)
 
 
+def with_restorer(model: KXNet, channels: int, blocks: int) -> KXNet:
+    """``model`` with a new :class:`LRRestorer` in front, which starts as the identity: the
+    result computes exactly what ``model`` did until the restorer is trained."""
+    if not isinstance(model, KXNet):
+        raise ValueError(f"an LR restorer goes in front of a KXNet, got a {type(model).__name__}")
+    if model.config.restorer is not None:
+        raise ValueError("the model has an LR restorer already")
+    like = next(model.parameters())
+    joined = KXNet(KXNetConfig(**{**model.config.to_dict(), "restorer": {"channels": channels, "blocks": blocks}}))
+    joined = joined.to(device=like.device, dtype=like.dtype)
+    state = joined.state_dict()
+    state.update(model.state_dict())
+    joined.load_state_dict(state)
+    return joined.train(model.training)
+
+
 def kxnet(scale: int = 4, setting: int = 2, stages: int = 19, mode: str = "official", **config) -> KXNet:
     """KXNet at any scale and setting; ``config`` takes the other :class:`KXNetConfig` fields."""
     return KXNet(KXNetConfig(scale=scale, setting=setting, stages=stages, mode=mode, **config))
@@ -390,10 +450,15 @@ def _infer_kxnet_config(state: dict) -> KXNetConfig:
         if e.kernel_size != p:
             raise ValueError(f"the K⁰ estimator gives {e.kernel_size}×{e.kernel_size} kernels, the K-nets {p}×{p}")
         estimator = {k: getattr(e, k) for k in _ESTIMATOR_FIELDS}
+    restorer = None
+    if f"{_RESTORER}.head.weight" in state:
+        restorer = {"channels": state[f"{_RESTORER}.head.weight"].shape[0],
+                    "blocks": count_indexed(state, f"{_RESTORER}.body")}
     try:
         setting = setting_of_kernel_size(scale, p)
         return KXNetConfig(scale=scale, setting=setting, kernel_size=p, stages=stages,
-                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0], estimator=estimator)
+                           aux_x_channels=aux_x, aux_k_channels=state["kernel_map"].shape[0], estimator=estimator,
+                           restorer=restorer)
     except ValueError as e:
         raise ValueError(f"unsupported KXNet shape ({e})") from e
 
