@@ -233,11 +233,11 @@ class _ImageStage(nn.Module):
 
 class LRRestorer(nn.Module):
     """``Y + R(Y)``: a residual network at LR resolution in front of the unfolding, for photos
-    whose LR image carries more than the model's degradation (JPEG blocks on the LR's own 8×8
-    grid, noise). The prox nets see the image only through 3×3 windows at HR resolution, where
-    an LR block is 16–32 pixels wide; here a block is 8 pixels and the receptive field (4N+5
-    LR pixels) spans it. ``R``'s last convolution starts at zero, so a model given a new
-    restorer computes exactly what it computed without one (:func:`with_restorer`)."""
+    whose LR image carries more than the model's degradation (JPEG blocks, noise). Every stage's
+    data term pulls the image estimate towards reproducing Y, blocks and noise included, however
+    well the prox nets clean it; a restored Y moves what the data term pulls towards. ``R``'s
+    last convolution starts at zero, so a model given a new restorer computes exactly what it
+    computed without one (:func:`with_restorer`)."""
 
     def __init__(self, channels: int, blocks: int):
         super().__init__()
