@@ -38,12 +38,17 @@ CROP = 64
 
 
 class NoiseNet(nn.Module):
-    def __init__(self, width: int = 32, depth: int = 7):
+    """``pooling="mean"``: σ is the mean of one output map over the image. ``"weighted"``: a
+    second map says where to look (a softmax over the pixels), so flat regions, where noise is
+    not mistaken for texture, can carry the estimate."""
+
+    def __init__(self, width: int = 32, depth: int = 7, pooling: str = "mean"):
         super().__init__()
+        self.pooling = pooling
         layers = [nn.Conv2d(4, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 1, 3, padding=1))
+        layers.append(nn.Conv2d(width, 1 if pooling == "mean" else 2, 3, padding=1))
         self.body = nn.Sequential(*layers)
 
     def forward(self, rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
@@ -51,7 +56,11 @@ class NoiseNet(nn.Module):
         # 0.004–0.06 ripple on [0, 1] pixels, too small for a freshly initialised network to find
         smooth = nn.functional.avg_pool2d(nn.functional.pad(rgb, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
         q = (quality.float() / 100).view(-1, 1, 1, 1).expand(-1, 1, *rgb.shape[-2:])
-        return 10 * nn.functional.softplus(self.body(torch.cat([(rgb - smooth) * 25.5, q], 1)).mean(dim=(1, 2, 3)))
+        out = self.body(torch.cat([(rgb - smooth) * 25.5, q], 1))
+        if self.pooling == "mean":
+            return 10 * nn.functional.softplus(out.mean(dim=(1, 2, 3)))
+        where = torch.softmax(out[:, 1].flatten(1), dim=1)
+        return 10 * nn.functional.softplus((out[:, 0].flatten(1) * where).sum(dim=1))
 
 
 def clean_pool(n: int, seed: int) -> list[torch.Tensor]:
@@ -93,13 +102,15 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pooling", choices=["mean", "weighted"], default="mean")
+    ap.add_argument("--save", help="write the trained network's weights here (safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     print(f"CPU {cpu_name()}, 1 thread, torch {torch.__version__}", flush=True)
     t0 = time.process_time()
     pool = clean_pool(args.pool, args.seed)
-    net = NoiseNet()
+    net = NoiseNet(pooling=args.pooling)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     rng = np.random.default_rng(args.seed)
@@ -118,6 +129,9 @@ def main() -> None:
                   f"{100 * (err <= 1.5).float().mean():.1f}% ({(time.process_time() - t0) / 60:.1f} CPU-min)",
                   flush=True)
 
+    if args.save:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.save, metadata={"pooling": args.pooling})
     rows = []
     net.eval()
     for s, _, cells in benchmark_images(DATA, args.sets, args.scales):
