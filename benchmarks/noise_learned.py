@@ -8,11 +8,14 @@ fit (benchmarks/noise_before_jpeg.py) leave open (docs/photo.md, "The degradatio
 Training pairs come from the training photos only: 64×64 LR crops (×2 or ×4, a setting-2
 training kernel), white noise σ 0–15 or camera noise (as the project synthesises it; truth: the
 RMS of its σ over the crop, as benchmarks/degradation_estimate.py defines it), then JPEG at a
-quality of 30–95 (4:2:0 or 4:4:4, the block grid shifted at random). The network (seven 3×3
-convolutions of 32 channels) sees the pixels less their 3×3 mean and the quality as a constant
-channel, and its mean output over the image is σ. It is scored on degradation_estimate.py's JPEG cells (the same
-draws: Set5, Set14, B100; ×2, ×4; the JPEG file and the PNG of its pixels), given the quality the
-shipped estimate found, beside the shipped patch estimate.
+quality of 30–95 (4:2:0 or 4:4:4, the block grid shifted at random). The network is the
+package's (kxnet.degrade.noise_net: seven 3×3 convolutions of 32 channels on the pixels less
+their 3×3 mean and the quality; ``--pooling mean`` the first design). It is scored as the
+package runs it (a centre crop of at most 160×160) on degradation_estimate.py's JPEG cells (the
+same draws: Set5, Set14, B100; ×2, ×4; the JPEG file and the PNG of its pixels), given the
+quality the shipped estimate found, beside the patch estimate (the noise left).
+
+    python benchmarks/noise_learned.py --steps 4000 --save src/kxnet/degrade/noise_before_jpeg.safetensors
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import time
 
 import numpy as np
 import torch
-import torch.nn as nn
 from degradation_estimate import DATA, benchmark_images, noisy_lr
 
 from kxnet.degrade import degrade
 from kxnet.degrade.estimate import estimate_degradation
+from kxnet.degrade.noise_net import NoiseBeforeJPEG, noise_before_jpeg
 from kxnet.degrade.photo import jpeg_roundtrip
 from kxnet.degrade.testsets import load_hr
 from kxnet.hardware import cpu_name
@@ -35,32 +38,6 @@ from kxnet.kernels.settings import sample_training_kernels
 
 TRAIN = DATA.parent / "train"
 CROP = 64
-
-
-class NoiseNet(nn.Module):
-    """``pooling="mean"``: σ is the mean of one output map over the image. ``"weighted"``: a
-    second map says where to look (a softmax over the pixels), so flat regions, where noise is
-    not mistaken for texture, can carry the estimate."""
-
-    def __init__(self, width: int = 32, depth: int = 7, pooling: str = "mean"):
-        super().__init__()
-        self.pooling = pooling
-        layers = [nn.Conv2d(4, width, 3, padding=1), nn.ReLU()]
-        for _ in range(depth - 2):
-            layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]
-        layers.append(nn.Conv2d(width, 1 if pooling == "mean" else 2, 3, padding=1))
-        self.body = nn.Sequential(*layers)
-
-    def forward(self, rgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-        # the pixels less their 3×3 mean, in units of 10 grey levels: noise of σ 1–15 is a
-        # 0.004–0.06 ripple on [0, 1] pixels, too small for a freshly initialised network to find
-        smooth = nn.functional.avg_pool2d(nn.functional.pad(rgb, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
-        q = (quality.float() / 100).view(-1, 1, 1, 1).expand(-1, 1, *rgb.shape[-2:])
-        out = self.body(torch.cat([(rgb - smooth) * 25.5, q], 1))
-        if self.pooling == "mean":
-            return 10 * nn.functional.softplus(out.mean(dim=(1, 2, 3)))
-        where = torch.softmax(out[:, 1].flatten(1), dim=1)
-        return 10 * nn.functional.softplus((out[:, 0].flatten(1) * where).sum(dim=1))
 
 
 def clean_pool(n: int, seed: int) -> list[torch.Tensor]:
@@ -102,19 +79,24 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=["Set5", "Set14", "B100"])
     ap.add_argument("--scales", type=int, nargs="+", default=[2, 4])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--pooling", choices=["mean", "weighted"], default="mean")
+    ap.add_argument("--pooling", choices=["mean", "weighted"], default="weighted")
     ap.add_argument("--save", help="write the trained network's weights here (safetensors)")
+    ap.add_argument("--load", help="score these weights (safetensors) instead of training")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     print(f"CPU {cpu_name()}, 1 thread, torch {torch.__version__}", flush=True)
     t0 = time.process_time()
     pool = clean_pool(args.pool, args.seed)
-    net = NoiseNet(pooling=args.pooling)
+    net = NoiseBeforeJPEG(pooling=args.pooling)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     rng = np.random.default_rng(args.seed)
     held = batch(pool, np.random.default_rng(args.seed + 1), 256)
+    if args.load:
+        from safetensors.torch import load_file
+        net.load_state_dict(load_file(args.load))
+        args.steps = 0
     for step in range(1, args.steps + 1):
         x, q, t = batch(pool, rng, args.batch)
         loss = (net(x, q) - t).abs().mean()
@@ -142,9 +124,7 @@ def main() -> None:
                 est = estimate_degradation(rgb, file)
                 learned = None
                 if est.jpeg_quality is not None:
-                    with torch.no_grad():
-                        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float()
-                        learned = float(net(x, torch.tensor([est.jpeg_quality])))
+                    learned = noise_before_jpeg(rgb, est.jpeg_quality, net)
                 rows.append(dict(scale=s, form=form, quality=quality, truth=truth, patch=est.noise_sigma,
                                  learned=learned if learned is not None else est.noise_sigma))
 

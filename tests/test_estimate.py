@@ -107,8 +107,41 @@ def test_the_estimate_reads_the_file_before_the_pixels(tmp_path, lr):
     assert estimate_degradation(pixels).jpeg_source == "pixels"
     assert "JPEG q83 (4:4:4, file)" in est.summary()
     assert DegradationEstimate(None, None, None, None, 1.25).summary() == "no JPEG history, noise σ 1.2"
-    # after compression the σ is the noise the JPEG left, and the line says so
+    # after compression the pixels show the noise the JPEG left; the σ before it is the learned estimate's
     assert DegradationEstimate(75, "file", "4:2:0", (0, 0), 0.44).summary() == "JPEG q75 (4:2:0, file), noise left σ 0.4"
+    assert (DegradationEstimate(75, "file", "4:2:0", (0, 0), 0.44, 0.1, 5.06).summary()
+            == "JPEG q75 (4:2:0, file), noise σ 5.1 before it, 0.4 left")
+    assert est.noise_before_jpeg is not None and "before it" in est.summary()
+    assert estimate_degradation(_rgb(lr)).noise_before_jpeg is None       # never compressed
+
+
+def _noisy_jpeg(lr, sigma: float, quality: int) -> np.ndarray:
+    noisy = (lr + sigma / 255 * torch.randn(lr.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
+    return _rgb(jpeg_roundtrip(noisy[None], quality, "4:2:0", (0, 0))[0])
+
+
+def test_the_noise_before_compression_is_read_where_compression_hid_it(lr):
+    from kxnet.degrade.noise_net import noise_before_jpeg
+
+    learned = {sigma: noise_before_jpeg(_noisy_jpeg(lr, sigma, 75), 75) for sigma in (2, 10, 15)}
+    assert learned[2] < learned[10] < learned[15]
+    for sigma in (10, 15):
+        left = estimate_noise(_noisy_jpeg(lr, sigma, 75))
+        assert abs(learned[sigma] - sigma) <= 2.0 < sigma - left - 3      # the pixels alone show far less
+
+
+def test_the_noise_network_is_the_one_shipped(tmp_path, monkeypatch):
+    from kxnet.degrade import noise_net
+
+    damaged = tmp_path / "noise.safetensors"
+    data = bytearray(noise_net.WEIGHTS.read_bytes())
+    data[-1] ^= 1
+    damaged.write_bytes(bytes(data))
+    noise_net._shipped.cache_clear()
+    monkeypatch.setattr(noise_net, "WEIGHTS", damaged)
+    with pytest.raises(RuntimeError, match="noise.safetensors: SHA-256 differs"):
+        noise_net.noise_before_jpeg(np.full((16, 16, 3), 0.5, np.float32), 75)
+    noise_net._shipped.cache_clear()
 
 
 def test_routing_sends_jpeg_inputs_to_the_photo_model_and_clean_ones_to_the_papers():
@@ -123,6 +156,7 @@ def test_routing_sends_jpeg_inputs_to_the_photo_model_and_clean_ones_to_the_pape
     # the override: a user who knows the photo was never compressed, or knows its quality
     img = Image(rgb=np.full((32, 32, 3), 0.5, np.float32))
     assert estimate_for(img, "none").jpeg_quality is None and estimate_for(img, 60).jpeg_source == "given"
+    assert estimate_for(img, "none").noise_before_jpeg is None and estimate_for(img, 60).noise_before_jpeg >= 0
     for bad in ("0", "101", "high"):
         with pytest.raises(ValueError, match="auto, none or 1…100"):
             parse_jpeg_quality(bad)
@@ -151,6 +185,7 @@ def test_sr_reports_the_estimate_and_follows_it(tmp_path, lr):
     jpeg, clean = (json.loads((out / f"{n}_x4.json").read_text()) for n in ("q70", "clean"))
     assert jpeg["degradation"]["jpeg_quality"] == 70 and jpeg["model"]["name"] == PHOTO_MODELS[4]
     assert jpeg["degradation"]["model_chosen_by"] == "JPEG history"
+    assert jpeg["degradation"]["noise_before_jpeg"] >= 0 and clean["degradation"]["noise_before_jpeg"] is None
     assert clean["degradation"]["jpeg_quality"] is None and clean["model"]["name"] == "kxnet_x4.setting2"
     # the override, and --model, which forces one model whatever the estimate
     assert main(["sr", str(tmp_path / "in" / "q70.jpg"), "-o", str(tmp_path / "o2"), "--quiet", "--regions", "off",

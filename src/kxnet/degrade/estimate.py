@@ -13,7 +13,8 @@ paper's models sharpen along with the edges. This module estimates both, for eve
   steps the coefficients fit — larger steps that do not divide the true ones leave residuals a
   quarter of a step on average; the true steps leave the rounding of the decoded pixels only.
   (The approach of the image-forensics literature, e.g. Fan & de Queiroz, IEEE TIP 2003.)
-* **Noise σ** in 8-bit units: the smallest eigenvalue of the covariance of weakly textured 7×7
+* **Noise σ** in 8-bit units (on a compressed photo what the compression left; the σ before it
+  comes from a small learned network, :mod:`.noise_net`): the smallest eigenvalue of the covariance of weakly textured 7×7
   patches of each colour channel (after Liu, Tanaka & Okutomi 2013): signal lives in a few principal directions of
   such patches, white noise spreads evenly over all of them. For camera noise, whose σ grows with
   the signal, it is the σ of the patches' mean level, close to the RMS σ over the photo.
@@ -60,7 +61,9 @@ _TABLES = np.stack([ijg_table(q) for q in range(1, 101)])     # quality q at row
 class DegradationEstimate:
     """``jpeg_quality`` (None: no JPEG history found), how it was found (``"file"``: the file's
     tables; ``"pixels"``), the chroma subsampling where a file states it, ``grid`` the block
-    grid's (row, column) offset, ``noise_sigma`` in 8-bit units, ``seconds`` the cost."""
+    grid's (row, column) offset, ``noise_sigma`` the noise in the pixels (8-bit units; after
+    compression, what it left), ``seconds`` the cost, and for a compressed photo
+    ``noise_before_jpeg``, the σ it had before compression (:mod:`.noise_net`)."""
 
     jpeg_quality: int | None
     jpeg_source: str | None
@@ -68,6 +71,7 @@ class DegradationEstimate:
     grid: tuple[int, int] | None
     noise_sigma: float
     seconds: float = 0.0
+    noise_before_jpeg: float | None = None
 
     @property
     def compressed(self) -> bool:
@@ -79,16 +83,26 @@ class DegradationEstimate:
         return d
 
     def summary(self) -> str:
-        """``JPEG q75 (4:2:0, file), noise left σ 0.4`` or ``no JPEG history, noise σ 1.2``. After
-        compression the σ is what the compression left (it removes most noise), not what the
-        camera made, and says so (docs/photo.md, "The degradation estimate")."""
+        """``JPEG q75 (4:2:0, file), noise σ 5.1 before it, 0.4 left`` or ``no JPEG history, noise
+        σ 1.2``. Compression removes most noise, so a compressed photo's pixels show only what it
+        left; the σ before it is the learned estimate's (docs/photo.md, "The degradation estimate")."""
         if self.jpeg_quality is None:
-            jpeg = "no JPEG history"
-        else:
-            detail = ", ".join(x for x in (self.chroma, self.jpeg_source) if x)
-            jpeg = f"JPEG q{self.jpeg_quality} ({detail})"
-        noise = "noise left" if self.compressed else "noise"
-        return f"{jpeg}, {noise} σ {self.noise_sigma:.1f}"
+            return f"no JPEG history, noise σ {self.noise_sigma:.1f}"
+        detail = ", ".join(x for x in (self.chroma, self.jpeg_source) if x)
+        jpeg = f"JPEG q{self.jpeg_quality} ({detail})"
+        if self.noise_before_jpeg is None:
+            return f"{jpeg}, noise left σ {self.noise_sigma:.1f}"
+        return f"{jpeg}, noise σ {self.noise_before_jpeg:.1f} before it, {self.noise_sigma:.1f} left"
+
+    def with_jpeg_quality(self, quality: int | None, rgb: np.ndarray) -> "DegradationEstimate":
+        """This estimate with the JPEG history a user gave instead (``None``: never compressed;
+        a quality: ``"given"``), the noise before compression re-estimated for it."""
+        if quality is None:
+            return DegradationEstimate(None, None, None, None, self.noise_sigma, self.seconds)
+        from .noise_net import noise_before_jpeg
+
+        return DegradationEstimate(quality, "given", self.chroma, self.grid, self.noise_sigma, self.seconds,
+                                   round(noise_before_jpeg(rgb, quality), 2))
 
 
 # ---------------------------------------------------------------------------------- JPEG files
@@ -242,4 +256,10 @@ def estimate_degradation(rgb: np.ndarray, path: str | Path | None = None) -> Deg
         quality, grid = estimate_jpeg_from_pixels(rgb)
         source, chroma = ("pixels" if quality is not None else None), None
     sigma = estimate_noise(rgb)
-    return DegradationEstimate(quality, source, chroma, grid, round(sigma, 2), round(time.perf_counter() - t0, 3))
+    before = None
+    if quality is not None:
+        from .noise_net import noise_before_jpeg
+
+        before = round(noise_before_jpeg(rgb, quality), 2)
+    return DegradationEstimate(quality, source, chroma, grid, round(sigma, 2), round(time.perf_counter() - t0, 3),
+                               before)

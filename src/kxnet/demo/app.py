@@ -96,7 +96,9 @@ def _summary(out: Outcome) -> str:
     seen = ""
     if d:
         seen = (f" The photo shows {'a JPEG history of quality ' + str(d['jpeg_quality']) if d['jpeg_quality'] else 'no JPEG history'}"
-                f" and {'noise left after it' if d['jpeg_quality'] else 'noise'} of σ {d['noise_sigma']:.1f}"
+                + (f" and noise of σ {d['noise_before_jpeg']:.1f} before it ({d['noise_sigma']:.1f} left)"
+                   if d.get("noise_before_jpeg") is not None else
+                   f" and {'noise left after it' if d['jpeg_quality'] else 'noise'} of σ {d['noise_sigma']:.1f}")
                 + (", so the photo model ran." if d["model_chosen_by"] == "JPEG history" else "."))
     return (f"**{sc['output']['width']}×{sc['output']['height']}** from {sc['input']['width']}×"
             f"{sc['input']['height']} (×{sc['scale']}, {sc['model']['name']}) in **{sc['seconds']:.1f} s** "

@@ -48,8 +48,7 @@ def estimate_for(image: Image, jpeg_quality: str | int = "auto") -> DegradationE
     if jpeg_quality == "auto":
         return estimate
     quality = None if jpeg_quality == "none" else parse_jpeg_quality(jpeg_quality)
-    return DegradationEstimate(quality, "given" if quality is not None else None, estimate.chroma if quality else None,
-                               estimate.grid if quality else None, estimate.noise_sigma, estimate.seconds)
+    return estimate.with_jpeg_quality(quality, image.rgb)
 
 
 def parse_jpeg_quality(text: str | int) -> str | int:
