@@ -81,7 +81,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pooling", choices=["mean", "weighted"], default="weighted")
     ap.add_argument("--save", help="write the trained network's weights here (safetensors)")
-    ap.add_argument("--load", help="score these weights (safetensors) instead of training")
+    ap.add_argument("--load", help="start from these weights (safetensors); with --steps 0, only score them")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam's rate at the start of the cosine decay")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -89,14 +90,13 @@ def main() -> None:
     t0 = time.process_time()
     pool = clean_pool(args.pool, args.seed)
     net = NoiseBeforeJPEG(pooling=args.pooling)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.steps)
     rng = np.random.default_rng(args.seed)
     held = batch(pool, np.random.default_rng(args.seed + 1), 256)
     if args.load:
         from safetensors.torch import load_file
         net.load_state_dict(load_file(args.load))
-        args.steps = 0
     for step in range(1, args.steps + 1):
         x, q, t = batch(pool, rng, args.batch)
         loss = (net(x, q) - t).abs().mean()
