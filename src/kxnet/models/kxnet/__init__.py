@@ -29,6 +29,7 @@ from .network import (
     KXNetConfig,
     KXNetLoss,
     KXNetOutput,
+    LRRestorer,
     _infer_kxnet_config,
     _is_kxnet_state,
     grow_stages,
@@ -42,7 +43,7 @@ from .network import _ImageStage, _KernelStage, _ProxNet  # noqa: F401  (tests a
 
 __all__ = ["ExportableKXNet", "GAMMA_DIVISOR", "PAPER_TRAINING", "KXNET_ARCH", "KXNetEngine", "MODES", "NORMALISER_EPS",
            "NonBlindExportableKXNet", "PROJECTION_EPS", "RESIDUAL_SCALE", "KXNet", "KXNetConfig", "KXNetLoss",
-           "KXNetOutput", "export_graph", "grow_stages", "image_step_gradient", "kernel_step_gradient",
+           "KXNetOutput", "LRRestorer", "export_graph", "grow_stages", "image_step_gradient", "kernel_step_gradient",
            "kxnet", "kxnet_loss", "optimize", "stage_weights", "with_estimator", "with_restorer"]
 
 # Unused in the release's forward, so freshly initialised values are exact (kernel_map0 is the
