@@ -13,14 +13,16 @@ paper's models sharpen along with the edges. This module estimates both, for eve
   steps the coefficients fit — larger steps that do not divide the true ones leave residuals a
   quarter of a step on average; the true steps leave the rounding of the decoded pixels only.
   (The approach of the image-forensics literature, e.g. Fan & de Queiroz, IEEE TIP 2003.)
-* **Noise σ** in 8-bit units (on a compressed photo what the compression left; the σ before it
-  comes from a small learned network, :mod:`.noise_net`): the smallest eigenvalue of the covariance of weakly textured 7×7
+* **Noise σ** in 8-bit units: the smallest eigenvalue of the covariance of weakly textured 7×7
   patches of each colour channel (after Liu, Tanaka & Okutomi 2013): signal lives in a few principal directions of
   such patches, white noise spreads evenly over all of them. For camera noise, whose σ grows with
-  the signal, it is the σ of the patches' mean level, close to the RMS σ over the photo.
+  the signal, it is the σ of the patches' mean level, close to the RMS σ over the photo. On a
+  compressed photo that is the noise the compression left; the σ before it comes from a small
+  learned network (:mod:`.noise_net`).
 
 Everything works on float RGB in [0, 1] (H×W×3) as :mod:`kxnet.io` reads it; the cost is a few
-block DCTs and one eigen-decomposition, well under a second on a 256² photo
+block DCTs, one eigen-decomposition and, for a compressed photo, the small network on a
+160² crop: well under a second on a 256² photo
 (benchmarks/degradation_estimate.py prints the figures and the accuracy).
 """
 
