@@ -25,7 +25,7 @@ import torch.nn.functional as F
 __all__ = ["NoiseBeforeJPEG", "WEIGHTS", "noise_before_jpeg"]
 
 WEIGHTS = Path(__file__).with_name("noise_before_jpeg.safetensors")
-_SHA256 = "1926a93536627825729d985e658051f1b03a1af1e09e320bee8bf41c42f41240"
+_SHA256 = "ee2bd44551af7cc8700e7c3585b27d0ddc4cfd760876e1cb0fa6dd958762216f"
 _ANALYSIS_SIDE = 160     # LR pixels analysed at most per side (a centre crop): bounds the cost
 
 
