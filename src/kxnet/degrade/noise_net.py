@@ -13,7 +13,6 @@ docs/photo.md.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..io import file_sha256
 
 __all__ = ["NoiseBeforeJPEG", "WEIGHTS", "noise_before_jpeg"]
 
@@ -59,13 +60,12 @@ class NoiseBeforeJPEG(nn.Module):
 
 @lru_cache(maxsize=1)
 def _shipped() -> NoiseBeforeJPEG:
-    from safetensors.torch import load
+    from safetensors.torch import load_file
 
-    data = WEIGHTS.read_bytes()
-    if hashlib.sha256(data).hexdigest() != _SHA256:
+    if file_sha256(WEIGHTS) != _SHA256:
         raise RuntimeError(f"{WEIGHTS}: SHA-256 differs from the one kxnet shipped (a damaged install?)")
     net = NoiseBeforeJPEG()
-    net.load_state_dict(load(data))
+    net.load_state_dict(load_file(WEIGHTS))
     return net.eval()
 
 
