@@ -112,6 +112,10 @@ def test_the_estimate_reads_the_file_before_the_pixels(tmp_path, lr):
     assert (DegradationEstimate(75, "file", "4:2:0", (0, 0), 0.44, 0.1, 5.06).summary()
             == "JPEG q75 (4:2:0, file), noise σ 5.1 before it, 0.4 left")
     assert est.noise_before_jpeg is not None and "before it" in est.summary()
+    # a sidecar's record reads back as the estimate it was written from (older records lack the σ before)
+    assert DegradationEstimate.from_dict({**est.to_dict(), "model_chosen_by": "JPEG history"}) == est
+    assert DegradationEstimate.from_dict({k: v for k, v in est.to_dict().items()
+                                          if k != "noise_before_jpeg"}).noise_before_jpeg is None
     assert estimate_degradation(_rgb(lr)).noise_before_jpeg is None       # never compressed
 
 

@@ -172,5 +172,4 @@ def _summary_line(src: Path, out: Path, sc: dict) -> str:
 def _degradation_text(d: dict) -> str:
     from ..degrade.estimate import DegradationEstimate
 
-    fields = {k: d[k] for k in ("jpeg_quality", "jpeg_source", "chroma", "grid", "noise_sigma")}
-    return DegradationEstimate(**fields, noise_before_jpeg=d.get("noise_before_jpeg")).summary()
+    return DegradationEstimate.from_dict(d).summary()

@@ -29,10 +29,12 @@ block DCTs, one eigen-decomposition and, for a compressed photo, the small netwo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
+
+from .noise_net import noise_before_jpeg
 
 __all__ = ["DegradationEstimate", "estimate_degradation", "estimate_jpeg_from_pixels", "estimate_noise",
            "ijg_table", "jpeg_file_quality"]
@@ -84,6 +86,16 @@ class DegradationEstimate:
         d["grid"] = list(self.grid) if self.grid is not None else None
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "DegradationEstimate":
+        """The estimate a :meth:`to_dict` record (a sidecar's ``degradation``) holds; other keys
+        are ignored, fields the record lacks take their defaults."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in d.items() if k in known}
+        if values.get("grid") is not None:
+            values["grid"] = tuple(values["grid"])
+        return cls(**values)
+
     def summary(self) -> str:
         """``JPEG q75 (4:2:0, file), noise σ 5.1 before it, 0.4 left`` or ``no JPEG history, noise
         σ 1.2``. Compression removes most noise, so a compressed photo's pixels show only what it
@@ -101,8 +113,6 @@ class DegradationEstimate:
         a quality: ``"given"``), the noise before compression re-estimated for it."""
         if quality is None:
             return DegradationEstimate(None, None, None, None, self.noise_sigma, self.seconds)
-        from .noise_net import noise_before_jpeg
-
         return DegradationEstimate(quality, "given", self.chroma, self.grid, self.noise_sigma, self.seconds,
                                    round(noise_before_jpeg(rgb, quality), 2))
 
@@ -258,10 +268,6 @@ def estimate_degradation(rgb: np.ndarray, path: str | Path | None = None) -> Deg
         quality, grid = estimate_jpeg_from_pixels(rgb)
         source, chroma = ("pixels" if quality is not None else None), None
     sigma = estimate_noise(rgb)
-    before = None
-    if quality is not None:
-        from .noise_net import noise_before_jpeg
-
-        before = round(noise_before_jpeg(rgb, quality), 2)
+    before = None if quality is None else round(noise_before_jpeg(rgb, quality), 2)
     return DegradationEstimate(quality, source, chroma, grid, round(sigma, 2), round(time.perf_counter() - t0, 3),
                                before)
