@@ -342,6 +342,13 @@ class KXNet(nn.Module):
         return k.expand(y.shape[0], -1, -1) if k.dim() == 2 else k
 
 
+def _rebuilt(model: KXNet, **changes) -> KXNet:
+    """A fresh KXNet of ``model``'s config with ``changes``, on its device and dtype (weights
+    freshly initialised: the caller copies what it keeps)."""
+    like = next(model.parameters())
+    return KXNet(KXNetConfig(**{**model.config.to_dict(), **changes})).to(device=like.device, dtype=like.dtype)
+
+
 def grow_stages(model: KXNet, stages: int) -> KXNet:
     """A KXNet of ``stages`` stages whose first stages are ``model``'s and whose extra stages are
     copies of its last one: the stages are iterations of one solver, so a trained last
@@ -351,8 +358,7 @@ def grow_stages(model: KXNet, stages: int) -> KXNet:
     have = model.config.stages
     if stages < have:
         raise ValueError(f"cannot grow a {have}-stage KXNet to {stages} stages")
-    like = next(model.parameters())
-    grown = KXNet(KXNetConfig(**{**model.config.to_dict(), "stages": stages})).to(device=like.device, dtype=like.dtype)
+    grown = _rebuilt(model, stages=stages)
     state = model.state_dict()
     for key, t in grown.state_dict().items():
         if key in ("gamma_stage", "eta_stage"):
@@ -380,9 +386,7 @@ def with_estimator(model: KXNet, estimator: nn.Module, pass_kernel: bool = False
     if (c.scale, c.setting, c.kernel_size) != (e.scale, e.setting, e.kernel_size):
         raise ValueError(f"KXNet is ×{c.scale} setting {c.setting} with {c.kernel_size}×{c.kernel_size} kernels, "
                          f"KENet ×{e.scale} setting {e.setting} with {e.kernel_size}×{e.kernel_size}")
-    like = next(model.parameters())
-    joined = KXNet(KXNetConfig(**{**c.to_dict(), "estimator": {k: getattr(e, k) for k in _ESTIMATOR_FIELDS}}))
-    joined = joined.to(device=like.device, dtype=like.dtype)
+    joined = _rebuilt(model, estimator={k: getattr(e, k) for k in _ESTIMATOR_FIELDS})
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(_ESTIMATOR + ".")}
     state.update({f"{_ESTIMATOR}.{k}": v for k, v in estimator.state_dict().items()})
     joined.load_state_dict(state)
@@ -402,9 +406,7 @@ def with_restorer(model: KXNet, channels: int, blocks: int) -> KXNet:
         raise ValueError(f"an LR restorer goes in front of a KXNet, got a {type(model).__name__}")
     if model.config.restorer is not None:
         raise ValueError("the model has an LR restorer already")
-    like = next(model.parameters())
-    joined = KXNet(KXNetConfig(**{**model.config.to_dict(), "restorer": {"channels": channels, "blocks": blocks}}))
-    joined = joined.to(device=like.device, dtype=like.dtype)
+    joined = _rebuilt(model, restorer={"channels": channels, "blocks": blocks})
     state = joined.state_dict()
     state.update(model.state_dict())
     joined.load_state_dict(state)
