@@ -17,7 +17,6 @@ writes the restorer's weights (atomically) every ``--every`` steps.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from kxnet.hardware import cpu_name
+from kxnet.io import atomic_path
 from kxnet.models import load_model, save_model
 from kxnet.models.kxnet import LRRestorer, with_restorer
 from kxnet.physics import blur_downsample
@@ -45,9 +45,8 @@ def lr_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def save_atomically(state: dict, path: Path, meta: dict) -> None:
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp), metadata=meta)
 
 
 def main() -> None:
