@@ -33,7 +33,7 @@ from kxnet.degrade.noise_net import NoiseBeforeJPEG, noise_before_jpeg
 from kxnet.degrade.photo import jpeg_roundtrip
 from kxnet.degrade.testsets import load_hr
 from kxnet.hardware import cpu_name
-from kxnet.io import list_images
+from kxnet.io import atomic_path, list_images
 from kxnet.kernels.settings import sample_training_kernels
 
 TRAIN = DATA.parent / "train"
@@ -113,7 +113,10 @@ def main() -> None:
 
     if args.save:
         from safetensors.torch import save_file
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, args.save, metadata={"pooling": args.pooling})
+
+        with atomic_path(args.save) as tmp:
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
+                      metadata={"pooling": args.pooling})
     rows = []
     net.eval()
     for s, _, cells in benchmark_images(DATA, args.sets, args.scales):
